@@ -1,0 +1,244 @@
+//! A job's metadata and its encoding as NATS headers.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::error::HeaderError;
+use crate::headers as h;
+use crate::job_id::JobId;
+use crate::timestamp::{format_timestamp, parse_timestamp};
+
+/// Everything jobfleet knows about a job besides its payload.
+///
+/// [`JobMeta::to_headers`] and [`JobMeta::from_headers`] are the one place that maps it to
+/// and from NATS headers (see [`crate::headers`] for each header's meaning).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JobMeta {
+    /// The job id.
+    pub id: JobId,
+    /// Application-defined job type.
+    pub job_type: Option<String>,
+    /// Attempts consumed by earlier incarnations (see [`h::PRIOR_ATTEMPTS`]).
+    pub prior_attempts: u32,
+    /// Attempt limit overriding the queue default.
+    pub max_attempts: Option<u32>,
+    /// Per-attempt timeout overriding the queue default.
+    pub timeout: Option<Duration>,
+    /// When the job was accepted.
+    pub enqueued_at: OffsetDateTime,
+    /// When a delayed job becomes runnable.
+    pub run_at: Option<OffsetDateTime>,
+    /// The caller's idempotency key, if the id was derived from one.
+    pub idempotency_key: Option<String>,
+    /// Payload media type; `None` means `application/json`.
+    pub content_type: Option<String>,
+    /// W3C `traceparent`.
+    pub traceparent: Option<String>,
+    /// W3C `tracestate`.
+    pub tracestate: Option<String>,
+}
+
+impl JobMeta {
+    /// Metadata for a job accepted now, with nothing optional set.
+    pub fn new(id: JobId, enqueued_at: OffsetDateTime) -> Self {
+        Self {
+            id,
+            job_type: None,
+            prior_attempts: 0,
+            max_attempts: None,
+            timeout: None,
+            enqueued_at,
+            run_at: None,
+            idempotency_key: None,
+            content_type: None,
+            traceparent: None,
+            tracestate: None,
+        }
+    }
+
+    /// The headers to publish, in a stable order. Optional fields that are unset are omitted.
+    pub fn to_headers(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::with_capacity(6);
+        out.push((h::JOB_ID, self.id.to_string()));
+        out.push((h::ENQUEUED_AT, format_timestamp(self.enqueued_at)));
+        if let Some(job_type) = &self.job_type {
+            out.push((h::JOB_TYPE, job_type.clone()));
+        }
+        if self.prior_attempts > 0 {
+            out.push((h::PRIOR_ATTEMPTS, self.prior_attempts.to_string()));
+        }
+        if let Some(max) = self.max_attempts {
+            out.push((h::MAX_ATTEMPTS, max.to_string()));
+        }
+        if let Some(timeout) = self.timeout {
+            out.push((h::TIMEOUT_MS, timeout.as_millis().to_string()));
+        }
+        if let Some(run_at) = self.run_at {
+            out.push((h::RUN_AT, format_timestamp(run_at)));
+        }
+        if let Some(key) = &self.idempotency_key {
+            out.push((h::IDEMPOTENCY_KEY, key.clone()));
+        }
+        if let Some(content_type) = &self.content_type {
+            out.push((h::CONTENT_TYPE, content_type.clone()));
+        }
+        if let Some(tp) = &self.traceparent {
+            out.push((h::TRACEPARENT, tp.clone()));
+        }
+        if let Some(ts) = &self.tracestate {
+            out.push((h::TRACESTATE, ts.clone()));
+        }
+        out
+    }
+
+    /// Decodes metadata from headers, looked up by name through `get`.
+    ///
+    /// # Errors
+    ///
+    /// [`HeaderError`] naming the header when `Jobfleet-Id` or `Jobfleet-Enqueued-At` is
+    /// missing, or when any header's value cannot be parsed.
+    pub fn from_headers<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Self, HeaderError> {
+        let id = get(h::JOB_ID)
+            .ok_or_else(|| HeaderError::missing(h::JOB_ID))?
+            .trim()
+            .parse()?;
+        let enqueued_at = timestamp(h::ENQUEUED_AT, get(h::ENQUEUED_AT))?
+            .ok_or_else(|| HeaderError::missing(h::ENQUEUED_AT))?;
+        let max_attempts = positive(h::MAX_ATTEMPTS, get(h::MAX_ATTEMPTS))?;
+        let timeout_ms = positive(h::TIMEOUT_MS, get(h::TIMEOUT_MS))?;
+        Ok(Self {
+            id,
+            job_type: text(get(h::JOB_TYPE)),
+            prior_attempts: number(h::PRIOR_ATTEMPTS, get(h::PRIOR_ATTEMPTS))?.unwrap_or(0),
+            max_attempts: max_attempts.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            timeout: timeout_ms.map(Duration::from_millis),
+            enqueued_at,
+            run_at: timestamp(h::RUN_AT, get(h::RUN_AT))?,
+            idempotency_key: text(get(h::IDEMPOTENCY_KEY)),
+            content_type: text(get(h::CONTENT_TYPE)),
+            traceparent: text(get(h::TRACEPARENT)),
+            tracestate: text(get(h::TRACESTATE)),
+        })
+    }
+
+    /// The payload media type, defaulting to `application/json`.
+    pub fn content_type(&self) -> &str {
+        self.content_type
+            .as_deref()
+            .unwrap_or(h::DEFAULT_CONTENT_TYPE)
+    }
+}
+
+fn text(value: Option<&str>) -> Option<String> {
+    value
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+fn number<T: std::str::FromStr>(
+    header: &'static str,
+    value: Option<&str>,
+) -> Result<Option<T>, HeaderError> {
+    value
+        .map(|v| {
+            v.trim().parse::<T>().map_err(|_| {
+                HeaderError::malformed(header, format!("{v:?} is not a non-negative integer"))
+            })
+        })
+        .transpose()
+}
+
+fn positive(header: &'static str, value: Option<&str>) -> Result<Option<u64>, HeaderError> {
+    match number::<u64>(header, value)? {
+        Some(0) => Err(HeaderError::malformed(header, "must be at least 1")),
+        other => Ok(other),
+    }
+}
+
+fn timestamp(
+    header: &'static str,
+    value: Option<&str>,
+) -> Result<Option<OffsetDateTime>, HeaderError> {
+    value
+        .map(|v| {
+            parse_timestamp(v.trim())
+                .map_err(|err| HeaderError::malformed(header, format!("{v:?}: {err}")))
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::HeaderErrorKind;
+    use std::collections::HashMap;
+    use time::macros::datetime;
+
+    fn lookup(pairs: &[(&'static str, String)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn round_trips_every_field() {
+        let mut meta = JobMeta::new(JobId::new(), datetime!(2026-11-23 13:00:00.5 UTC));
+        meta.job_type = Some("send_email".into());
+        meta.prior_attempts = 2;
+        meta.max_attempts = Some(7);
+        meta.timeout = Some(Duration::from_millis(1500));
+        meta.run_at = Some(datetime!(2026-11-23 14:00:00 UTC));
+        meta.idempotency_key = Some("order-42".into());
+        meta.content_type = Some("application/octet-stream".into());
+        meta.traceparent = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
+        meta.tracestate = Some("vendor=1".into());
+        let map = lookup(&meta.to_headers());
+        let back = JobMeta::from_headers(|k| map.get(k).map(String::as_str)).unwrap();
+        assert_eq!(back, meta);
+    }
+
+    #[test]
+    fn minimal_headers_decode_with_defaults() {
+        let meta = JobMeta::new(JobId::new(), datetime!(2026-11-23 13:00:00 UTC));
+        let pairs = meta.to_headers();
+        assert_eq!(pairs.len(), 2, "only id and enqueued-at are required");
+        let map = lookup(&pairs);
+        let back = JobMeta::from_headers(|k| map.get(k).map(String::as_str)).unwrap();
+        assert_eq!(back.prior_attempts, 0);
+        assert_eq!(back.content_type(), "application/json");
+    }
+
+    #[test]
+    fn reports_missing_and_malformed_headers_by_name() {
+        let err = JobMeta::from_headers(|_| None).unwrap_err();
+        assert_eq!(
+            (err.kind(), err.header()),
+            (HeaderErrorKind::Missing, h::JOB_ID)
+        );
+
+        let id = JobId::new().to_string();
+        let cases: [(&str, &str, &str); 5] = [
+            (h::JOB_ID, "nope", h::JOB_ID),
+            (h::ENQUEUED_AT, "yesterday", h::ENQUEUED_AT),
+            (h::MAX_ATTEMPTS, "0", h::MAX_ATTEMPTS),
+            (h::TIMEOUT_MS, "-5", h::TIMEOUT_MS),
+            (h::PRIOR_ATTEMPTS, "many", h::PRIOR_ATTEMPTS),
+        ];
+        for (header, bad, expected) in cases {
+            let mut map = HashMap::from([
+                (h::JOB_ID.to_owned(), id.clone()),
+                (h::ENQUEUED_AT.to_owned(), "2026-11-23T13:00:00Z".to_owned()),
+            ]);
+            map.insert(header.to_owned(), bad.to_owned());
+            let err = JobMeta::from_headers(|k| map.get(k).map(String::as_str)).unwrap_err();
+            assert_eq!(
+                (err.kind(), err.header()),
+                (HeaderErrorKind::Malformed, expected)
+            );
+        }
+    }
+}
