@@ -1,0 +1,89 @@
+//! A JetStream cluster of nats-server processes on loopback.
+
+use std::time::Duration;
+
+use crate::ports::free_ports;
+use crate::server::NatsServer;
+
+const CLUSTER_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A JetStream cluster (usually 3 nodes), every node with its own temporary store.
+#[derive(Debug)]
+pub struct NatsCluster {
+    nodes: Vec<NatsServer>,
+    _store: tempfile::TempDir,
+}
+
+impl NatsCluster {
+    /// Starts `size` nodes routed to each other and waits until every node is healthy (a meta
+    /// leader elected).
+    ///
+    /// # Panics
+    ///
+    /// When a node does not become healthy in time.
+    pub fn start(size: usize) -> Self {
+        assert!(size >= 1, "a cluster needs at least one node");
+        let store = tempfile::Builder::new()
+            .prefix("jobfleet-cluster-")
+            .tempdir()
+            .expect("create a temporary cluster store");
+        let ports = free_ports(size * 3);
+        let routes = (0..size)
+            .map(|i| format!("nats://127.0.0.1:{}", ports[i * 3 + 2]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes: Vec<NatsServer> = (0..size)
+            .map(|i| {
+                let name = format!("n{}", i + 1);
+                let node_ports = [ports[i * 3], ports[i * 3 + 1], ports[i * 3 + 2]];
+                NatsServer::cluster_member(&name, node_ports, &routes, store.path().join(&name))
+            })
+            .collect();
+        for node in &mut nodes {
+            node.wait_healthy(CLUSTER_START_TIMEOUT);
+        }
+        Self {
+            nodes,
+            _store: store,
+        }
+    }
+
+    /// Client URLs of every node, comma-separated (what `async_nats::connect` accepts).
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The nodes.
+    pub fn nodes(&self) -> &[NatsServer] {
+        &self.nodes
+    }
+
+    /// One node, for stopping, killing, pausing or restarting it.
+    pub fn node(&mut self, index: usize) -> &mut NatsServer {
+        &mut self.nodes[index]
+    }
+
+    /// Restarts a stopped or killed node and waits until it is healthy again.
+    pub fn restart_node(&mut self, index: usize) {
+        let node = &mut self.nodes[index];
+        node.start_again();
+        node.wait_healthy(CLUSTER_START_TIMEOUT);
+    }
+
+    /// Restarts every node at once (all down, then all up), as after a full outage.
+    pub fn restart_all(&mut self) {
+        for node in &mut self.nodes {
+            node.stop();
+        }
+        for node in &mut self.nodes {
+            node.start_again();
+        }
+        for node in &mut self.nodes {
+            node.wait_healthy(CLUSTER_START_TIMEOUT);
+        }
+    }
+}
