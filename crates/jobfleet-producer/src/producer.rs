@@ -1,0 +1,367 @@
+//! The producer: enqueue single jobs and pipelined batches.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_nats::HeaderMap;
+use async_nats::header::{NATS_MESSAGE_ID, NATS_SCHEDULE, NATS_SCHEDULE_TARGET};
+use async_nats::jetstream::{self, publish::PublishAck};
+use futures::stream::{FuturesUnordered, StreamExt};
+use jobfleet_core::{
+    AuditEvent, AuditEventKind, JobMeta, QueueConfig, QueueFile, format_timestamp, topology,
+};
+use time::OffsetDateTime;
+
+use crate::connect::ConnectOptions;
+use crate::error::{ConnectError, EnqueueError, ProvisionError};
+use crate::job::Job;
+use crate::provision::{Declared, declare_queue};
+use crate::publish::{Failure, Outgoing, Publisher};
+use crate::queue_info::{QueueCache, QueueInfo};
+
+/// Publishes in flight at once during [`Producer::enqueue_batch`], by default.
+pub const DEFAULT_BATCH_WINDOW: usize = 1024;
+
+/// A job the queue has stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Enqueued {
+    /// The job's id.
+    pub id: jobfleet_core::JobId,
+    /// The queue.
+    pub queue: String,
+    /// Sequence in the queue's stream (of the schedule, for a delayed job).
+    pub sequence: u64,
+    /// True when the job id was already stored within the duplicate window, so nothing new
+    /// was stored (an idempotent repeat).
+    pub duplicate: bool,
+    /// When a delayed job becomes runnable.
+    pub run_at: Option<OffsetDateTime>,
+}
+
+/// Counters about a producer's publishing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ProducerStats {
+    /// Publish attempts repeated because an acknowledgement did not come.
+    pub publish_retries: u64,
+}
+
+/// Enqueues jobs into jobfleet queues. Cheap to clone; clones share one connection.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use jobfleet_producer::{ConnectOptions, Job, Producer};
+///
+/// let producer = Producer::connect(ConnectOptions::from_env()).await?;
+/// let job = producer.enqueue("emails", Job::json(&serde_json::json!({"to": "a@b.c"}))?).await?;
+/// println!("stored {} at sequence {}", job.id, job.sequence);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Producer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    publisher: Publisher,
+    queues: QueueCache,
+    batch_window: usize,
+}
+
+impl Producer {
+    /// Connects to NATS.
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectError`] when the options are invalid, the server is unreachable, or it
+    /// rejects the credentials.
+    pub async fn connect(options: ConnectOptions) -> Result<Self, ConnectError> {
+        let client = options.connect_client().await?;
+        Ok(Self::with_client(client, &options))
+    }
+
+    /// A producer on an existing connection, with the timeouts of `options` (its address and
+    /// credentials are not used).
+    pub fn with_client(client: async_nats::Client, options: &ConnectOptions) -> Self {
+        let js = jetstream::ContextBuilder::new()
+            .timeout(options.publish_timeout)
+            .max_ack_inflight(DEFAULT_BATCH_WINDOW * 8)
+            .build(client.clone());
+        Self {
+            inner: Arc::new(Inner {
+                publisher: Publisher {
+                    client,
+                    js,
+                    deadline: options.enqueue_deadline,
+                    retries: AtomicU64::new(0),
+                },
+                queues: QueueCache::default(),
+                batch_window: DEFAULT_BATCH_WINDOW,
+            }),
+        }
+    }
+
+    /// The underlying NATS client.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.inner.publisher.client
+    }
+
+    /// The underlying JetStream context.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.inner.publisher.js
+    }
+
+    /// Counters since this producer was created.
+    pub fn stats(&self) -> ProducerStats {
+        ProducerStats {
+            publish_retries: self.inner.publisher.retries.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Creates or updates a queue (see [`crate::declare_queue`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ProvisionError`] when the declaration is invalid or JetStream refuses it.
+    pub async fn declare_queue(&self, config: &QueueConfig) -> Result<Declared, ProvisionError> {
+        let declared = declare_queue(self.jetstream(), config).await?;
+        self.inner.queues.forget(&config.name);
+        Ok(declared)
+    }
+
+    /// Declares every queue of a [`QueueFile`], in order.
+    ///
+    /// # Errors
+    ///
+    /// The first queue's [`ProvisionError`]; queues before it are declared.
+    pub async fn declare_queues(&self, file: &QueueFile) -> Result<Vec<Declared>, ProvisionError> {
+        let mut out = Vec::with_capacity(file.queue.len());
+        for queue in &file.queue {
+            out.push(self.declare_queue(queue).await?);
+        }
+        Ok(out)
+    }
+
+    /// Enqueues one job, returning once JetStream has stored it.
+    ///
+    /// # Errors
+    ///
+    /// [`EnqueueError`]; its kind tells unknown queue, payload too large, stream full,
+    /// invalid option, not connected, timeout and rejection apart.
+    pub async fn enqueue(&self, queue: &str, job: Job) -> Result<Enqueued, EnqueueError> {
+        let info = self.queue(queue).await?;
+        let (meta, outgoing) = prepare(&info, &job, OffsetDateTime::now_utc())?;
+        let ack = self
+            .inner
+            .publisher
+            .publish(&outgoing)
+            .await
+            .inspect_err(|e| self.on_error(queue, e))?;
+        Ok(self.accepted(&info, meta, &ack).await)
+    }
+
+    /// Enqueues many jobs into one queue, pipelining up to 1024 publishes at once.
+    ///
+    /// Returns one result per job, in input order: each job is stored or not on its own.
+    ///
+    /// # Errors
+    ///
+    /// The outer error only when the queue itself cannot be used (e.g. `UnknownQueue`);
+    /// then nothing was published.
+    pub async fn enqueue_batch(
+        &self,
+        queue: &str,
+        jobs: impl IntoIterator<Item = Job>,
+    ) -> Result<Vec<Result<Enqueued, EnqueueError>>, EnqueueError> {
+        let info = self.queue(queue).await?;
+        let now = OffsetDateTime::now_utc();
+        let prepared: Vec<_> = jobs
+            .into_iter()
+            .map(|job| prepare(&info, &job, now))
+            .collect();
+        let mut results: Vec<Option<Result<Enqueued, EnqueueError>>> =
+            Vec::with_capacity(prepared.len());
+        results.resize_with(prepared.len(), || None);
+
+        let publisher = &self.inner.publisher;
+        let mut in_flight = FuturesUnordered::new();
+        let mut slots = prepared.into_iter().enumerate();
+        loop {
+            while in_flight.len() < self.inner.batch_window {
+                let Some((index, item)) = slots.next() else {
+                    break;
+                };
+                match item {
+                    Err(err) => results[index] = Some(Err(err)),
+                    Ok((meta, outgoing)) => {
+                        let first = publisher.send(&outgoing).await;
+                        in_flight.push(async move {
+                            let attempt = match first {
+                                Ok(ack) => ack.await.map_err(crate::publish::classify),
+                                Err(failure) => Err(failure),
+                            };
+                            let result = match attempt {
+                                Ok(ack) => Ok(ack),
+                                Err(Failure::Fatal(err)) => Err(err),
+                                // Rare: fall back to the full retry loop for this job alone.
+                                Err(Failure::Retry(_)) => publisher.publish(&outgoing).await,
+                            };
+                            (index, meta, result)
+                        });
+                    }
+                }
+            }
+            let Some((index, meta, result)) = in_flight.next().await else {
+                break;
+            };
+            results[index] = Some(match result {
+                Ok(ack) => Ok(self.accepted(&info, meta, &ack).await),
+                Err(err) => Err(err),
+            });
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every job has a result"))
+            .collect())
+    }
+
+    async fn queue(&self, name: &str) -> Result<Arc<QueueInfo>, EnqueueError> {
+        self.inner
+            .queues
+            .get(
+                &self.inner.publisher.js,
+                name,
+                self.inner.publisher.deadline,
+            )
+            .await
+    }
+
+    fn on_error(&self, queue: &str, err: &EnqueueError) {
+        if err.kind() == crate::EnqueueErrorKind::UnknownQueue {
+            self.inner.queues.forget(queue);
+        }
+    }
+
+    /// Records the `enqueued` audit event (when the queue's level asks for it) and builds the
+    /// result. The audit publish is not awaited: `enqueued` is informational, and waiting
+    /// would double the enqueue latency. Terminal events are the workers' and are awaited.
+    async fn accepted(&self, info: &QueueInfo, meta: JobMeta, ack: &PublishAck) -> Enqueued {
+        if !ack.duplicate && info.audit.records(AuditEventKind::Enqueued) {
+            let mut event = AuditEvent::new(
+                AuditEventKind::Enqueued,
+                meta.id,
+                info.name.as_str(),
+                meta.enqueued_at,
+                0,
+            );
+            event.stream_seq = Some(ack.sequence);
+            event.job_type.clone_from(&meta.job_type);
+            event.run_at = meta.run_at;
+            self.publish_audit(&event).await;
+        }
+        Enqueued {
+            id: meta.id,
+            queue: info.name.as_str().to_owned(),
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+            run_at: meta.run_at,
+        }
+    }
+
+    async fn publish_audit(&self, event: &AuditEvent) {
+        let payload = match serde_json::to_vec(event) {
+            Ok(json) => json,
+            Err(err) => return tracing::warn!(error = %err, "cannot encode audit event"),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(NATS_MESSAGE_ID, event.message_id().as_str());
+        let outgoing = Outgoing {
+            stream: Arc::from(topology::AUDIT_STREAM),
+            subject: topology::audit_subject(&event.job_id),
+            headers,
+            payload: payload.into(),
+        };
+        // Dropping the acknowledgement future hands it to async-nats' background acker.
+        let failure = match self.inner.publisher.send(&outgoing).await {
+            Ok(ack) => return drop(ack),
+            Err(Failure::Retry(err)) => err.to_string(),
+            Err(Failure::Fatal(err)) => err.to_string(),
+        };
+        tracing::warn!(job_id = %event.job_id, error = %failure, "cannot record enqueued audit event");
+    }
+}
+
+/// Validates a job and turns it into its metadata and the message to publish.
+fn prepare(
+    info: &QueueInfo,
+    job: &Job,
+    now: OffsetDateTime,
+) -> Result<(JobMeta, Outgoing), EnqueueError> {
+    let meta = job.prepare(&info.name, info.max_attempts, now)?;
+    let mut headers = HeaderMap::new();
+    headers.insert(NATS_MESSAGE_ID, meta.id.to_string().as_str());
+    for (name, value) in meta.to_headers() {
+        headers.insert(name, value.as_str());
+    }
+    for (name, value) in &job.headers {
+        headers.append(name.as_str(), value.as_str());
+    }
+    let subject = match meta.run_at {
+        Some(_) if !info.schedules => {
+            return Err(EnqueueError::new(
+                crate::EnqueueErrorKind::InvalidOption,
+                format!(
+                    "queue {} is bounded (max_messages or max_bytes), and bounded queues cannot hold delayed jobs",
+                    info.name
+                ),
+            ));
+        }
+        Some(run_at) => {
+            headers.insert(
+                NATS_SCHEDULE,
+                format!("@at {}", format_timestamp(run_at)).as_str(),
+            );
+            headers.insert(NATS_SCHEDULE_TARGET, info.ready_subject.as_str());
+            info.name.schedule_subject(&meta.id)
+        }
+        None => info.ready_subject.clone(),
+    };
+    if let Some(limit) = info.max_message_size {
+        let size = job.payload.len() + header_bytes(&headers);
+        if size > limit {
+            return Err(EnqueueError::new(
+                crate::EnqueueErrorKind::PayloadTooLarge,
+                format!(
+                    "the job is {size} bytes; queue {} accepts at most {limit}",
+                    info.name
+                ),
+            ));
+        }
+    }
+    let stream = Arc::from(info.name.stream_name());
+    Ok((
+        meta,
+        Outgoing {
+            stream,
+            subject,
+            headers,
+            payload: job.payload.clone(),
+        },
+    ))
+}
+
+/// Bytes the headers take on the wire (`NATS/1.0\r\n`, `name: value\r\n` each, `\r\n`).
+fn header_bytes(headers: &HeaderMap) -> usize {
+    12 + headers
+        .iter()
+        .map(|(name, values)| {
+            values
+                .iter()
+                .map(|v| AsRef::<str>::as_ref(name).len() + 2 + v.as_str().len() + 2)
+                .sum::<usize>()
+        })
+        .sum::<usize>()
+}
