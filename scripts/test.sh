@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every check and test of jobfleet, from nothing: set-up (virtualenv with nats-server,
+# nats-py, maturin, pytest), formatting, lints, then all Rust tests, which start their own
+# real nats-server processes and run the Python protocol example.
+#
+# Usage: scripts/test.sh [extra cargo test args, e.g. a test name filter]
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+"$root/scripts/setup.sh"
+export NATS_SERVER_BIN="${NATS_SERVER_BIN:-$("$root/scripts/nats-server-path.sh")}"
+export JOBFLEET_PYTHON="${JOBFLEET_PYTHON:-$root/.venv/bin/python}"
+
+echo "==> cargo fmt --check" >&2
+cargo fmt --all --check
+echo "==> cargo clippy" >&2
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "==> cargo test" >&2
+cargo test --workspace --locked "$@"
