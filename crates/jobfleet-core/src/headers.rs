@@ -4,9 +4,12 @@
 //! an envelope. Headers of our own never start with `Nats-` (reserved by the server).
 //! [`crate::JobMeta`] encodes and decodes the full set.
 
-/// The job id (a UUID, see [`crate::JobId`]). Required. Also sent as `Nats-Msg-Id` on the
-/// enqueue publish; schedules drop `Nats-Msg-Id`, so this header is the one that survives.
+/// The job id (a UUID, see [`crate::JobId`]). An immediate enqueue carries the id only as
+/// `Nats-Msg-Id`; every other message (schedules drop `Nats-Msg-Id`; retries and dead-letter
+/// copies have message ids of their own) carries this header, which readers prefer.
 pub const JOB_ID: &str = "Jobfleet-Id";
+/// JetStream's de-duplication header: the job id on an immediate enqueue.
+pub const NATS_MSG_ID: &str = "Nats-Msg-Id";
 /// An optional application-defined job type (e.g. `send_email`) for routing inside a queue.
 pub const JOB_TYPE: &str = "Jobfleet-Type";
 /// Attempts consumed by earlier incarnations of this job (a retry re-published as a schedule
@@ -17,7 +20,8 @@ pub const PRIOR_ATTEMPTS: &str = "Jobfleet-Prior-Attempts";
 pub const MAX_ATTEMPTS: &str = "Jobfleet-Max-Attempts";
 /// The per-attempt timeout in milliseconds, overriding the queue default. A decimal integer >= 1.
 pub const TIMEOUT_MS: &str = "Jobfleet-Timeout-Ms";
-/// When the job was accepted, RFC 3339 UTC. Required.
+/// When the job was accepted, RFC 3339 UTC. Absent on an immediate enqueue, whose JetStream
+/// timestamp is the enqueue time.
 pub const ENQUEUED_AT: &str = "Jobfleet-Enqueued-At";
 /// When a delayed job becomes runnable, RFC 3339 UTC. Present only on delayed jobs.
 pub const RUN_AT: &str = "Jobfleet-Run-At";

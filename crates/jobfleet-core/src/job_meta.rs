@@ -58,11 +58,28 @@ impl JobMeta {
         }
     }
 
-    /// The headers to publish, in a stable order. Optional fields that are unset are omitted.
+    /// Every header, in a stable order; optional fields that are unset are omitted. Used for
+    /// messages that do not carry the job id as `Nats-Msg-Id` or whose JetStream timestamp is
+    /// not the enqueue time: schedules, re-published retries, dead-letter copies.
     pub fn to_headers(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::with_capacity(6);
         out.push((h::JOB_ID, self.id.to_string()));
         out.push((h::ENQUEUED_AT, format_timestamp(self.enqueued_at)));
+        self.push_optional(&mut out);
+        out
+    }
+
+    /// The headers of an immediate enqueue: like [`JobMeta::to_headers`] without
+    /// `Jobfleet-Id` and `Jobfleet-Enqueued-At`, because that publish carries the id as
+    /// `Nats-Msg-Id` and JetStream stamps it with the time it was stored. Readers fall back
+    /// to those (see [`JobMeta::from_headers`]); ~100 bytes less per job.
+    pub fn to_enqueue_headers(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        self.push_optional(&mut out);
+        out
+    }
+
+    fn push_optional(&self, out: &mut Vec<(&'static str, String)>) {
         if let Some(job_type) = &self.job_type {
             out.push((h::JOB_TYPE, job_type.clone()));
         }
@@ -90,22 +107,26 @@ impl JobMeta {
         if let Some(ts) = &self.tracestate {
             out.push((h::TRACESTATE, ts.clone()));
         }
-        out
     }
 
-    /// Decodes metadata from headers, looked up by name through `get`.
+    /// Decodes metadata from headers, looked up by name through `get`. `stored_at` is the
+    /// message's JetStream timestamp, the enqueue time of a job without
+    /// `Jobfleet-Enqueued-At`; the id is `Jobfleet-Id`, else `Nats-Msg-Id`.
     ///
     /// # Errors
     ///
-    /// [`HeaderError`] naming the header when `Jobfleet-Id` or `Jobfleet-Enqueued-At` is
-    /// missing, or when any header's value cannot be parsed.
-    pub fn from_headers<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Self, HeaderError> {
+    /// [`HeaderError`] naming the header when neither `Jobfleet-Id` nor `Nats-Msg-Id` is
+    /// present, or when any header's value cannot be parsed.
+    pub fn from_headers<'a>(
+        get: impl Fn(&str) -> Option<&'a str>,
+        stored_at: OffsetDateTime,
+    ) -> Result<Self, HeaderError> {
         let id = get(h::JOB_ID)
+            .or_else(|| get(h::NATS_MSG_ID))
             .ok_or_else(|| HeaderError::missing(h::JOB_ID))?
             .trim()
             .parse()?;
-        let enqueued_at = timestamp(h::ENQUEUED_AT, get(h::ENQUEUED_AT))?
-            .ok_or_else(|| HeaderError::missing(h::ENQUEUED_AT))?;
+        let enqueued_at = timestamp(h::ENQUEUED_AT, get(h::ENQUEUED_AT))?.unwrap_or(stored_at);
         let max_attempts = positive(h::MAX_ATTEMPTS, get(h::MAX_ATTEMPTS))?;
         let timeout_ms = positive(h::TIMEOUT_MS, get(h::TIMEOUT_MS))?;
         Ok(Self {
@@ -197,7 +218,23 @@ mod tests {
         meta.traceparent = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
         meta.tracestate = Some("vendor=1".into());
         let map = lookup(&meta.to_headers());
-        let back = JobMeta::from_headers(|k| map.get(k).map(String::as_str)).unwrap();
+        let back = JobMeta::from_headers(
+            |k| map.get(k).map(String::as_str),
+            datetime!(2000-01-01 0:00 UTC),
+        )
+        .unwrap();
+        assert_eq!(back, meta);
+    }
+
+    #[test]
+    fn enqueue_headers_fall_back_to_msg_id_and_stored_time() {
+        let mut meta = JobMeta::new(JobId::new(), datetime!(2026-11-23 13:00:00 UTC));
+        meta.max_attempts = Some(2);
+        let mut map = lookup(&meta.to_enqueue_headers());
+        assert_eq!(map.len(), 1, "only the optional header that is set");
+        map.insert(h::NATS_MSG_ID.to_owned(), meta.id.to_string());
+        let back =
+            JobMeta::from_headers(|k| map.get(k).map(String::as_str), meta.enqueued_at).unwrap();
         assert_eq!(back, meta);
     }
 
@@ -207,14 +244,16 @@ mod tests {
         let pairs = meta.to_headers();
         assert_eq!(pairs.len(), 2, "only id and enqueued-at are required");
         let map = lookup(&pairs);
-        let back = JobMeta::from_headers(|k| map.get(k).map(String::as_str)).unwrap();
+        let back =
+            JobMeta::from_headers(|k| map.get(k).map(String::as_str), meta.enqueued_at).unwrap();
         assert_eq!(back.prior_attempts, 0);
         assert_eq!(back.content_type(), "application/json");
     }
 
     #[test]
     fn reports_missing_and_malformed_headers_by_name() {
-        let err = JobMeta::from_headers(|_| None).unwrap_err();
+        let now = OffsetDateTime::now_utc();
+        let err = JobMeta::from_headers(|_| None, now).unwrap_err();
         assert_eq!(
             (err.kind(), err.header()),
             (HeaderErrorKind::Missing, h::JOB_ID)
@@ -234,7 +273,7 @@ mod tests {
                 (h::ENQUEUED_AT.to_owned(), "2026-11-23T13:00:00Z".to_owned()),
             ]);
             map.insert(header.to_owned(), bad.to_owned());
-            let err = JobMeta::from_headers(|k| map.get(k).map(String::as_str)).unwrap_err();
+            let err = JobMeta::from_headers(|k| map.get(k).map(String::as_str), now).unwrap_err();
             assert_eq!(
                 (err.kind(), err.header()),
                 (HeaderErrorKind::Malformed, expected)

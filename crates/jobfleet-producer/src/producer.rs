@@ -178,41 +178,54 @@ impl Producer {
     ) -> Result<Vec<Result<Enqueued, EnqueueError>>, EnqueueError> {
         let info = self.queue(queue).await?;
         let now = OffsetDateTime::now_utc();
-        let prepared: Vec<_> = jobs
-            .into_iter()
-            .map(|job| prepare(&info, &job, now))
-            .collect();
-        let mut results: Vec<Option<Result<Enqueued, EnqueueError>>> =
-            Vec::with_capacity(prepared.len());
-        results.resize_with(prepared.len(), || None);
+        let jobs = jobs.into_iter();
+        let mut results: Vec<Option<Result<Enqueued, EnqueueError>>> = Vec::new();
+        results.resize_with(jobs.size_hint().0, || None);
 
         let publisher = &self.inner.publisher;
+        let info_ref = &info;
         let mut in_flight = FuturesUnordered::new();
-        let mut slots = prepared.into_iter().enumerate();
+        let mut jobs = jobs.enumerate();
         loop {
+            // Jobs are prepared as they are sent, so a large batch is never held twice.
             while in_flight.len() < self.inner.batch_window {
-                let Some((index, item)) = slots.next() else {
+                let Some((index, job)) = jobs.next() else {
                     break;
                 };
-                match item {
-                    Err(err) => results[index] = Some(Err(err)),
-                    Ok((meta, outgoing)) => {
-                        let first = publisher.send(&outgoing).await;
-                        in_flight.push(async move {
-                            let attempt = match first {
-                                Ok(ack) => ack.await.map_err(crate::publish::classify),
-                                Err(failure) => Err(failure),
-                            };
-                            let result = match attempt {
-                                Ok(ack) => Ok(ack),
-                                Err(Failure::Fatal(err)) => Err(err),
-                                // Rare: fall back to the full retry loop for this job alone.
-                                Err(Failure::Retry(_)) => publisher.publish(&outgoing).await,
-                            };
-                            (index, meta, result)
-                        });
-                    }
+                if index >= results.len() {
+                    results.push(None);
                 }
+                let prepared = job
+                    .prepare(&info.name, info.max_attempts, now)
+                    .and_then(|meta| {
+                        let msg = outgoing(&info, &meta, &job)?;
+                        Ok((meta, msg))
+                    });
+                let (meta, msg) = match prepared {
+                    Ok(prepared) => prepared,
+                    Err(err) => {
+                        results[index] = Some(Err(err));
+                        continue;
+                    }
+                };
+                let first = publisher.send(msg).await;
+                in_flight.push(async move {
+                    let attempt = match first {
+                        Ok(ack) => ack.await.map_err(crate::publish::classify),
+                        Err(failure) => Err(failure),
+                    };
+                    let result = match attempt {
+                        Ok(ack) => Ok(ack),
+                        Err(Failure::Fatal(err)) => Err(err),
+                        // Rare: rebuild the message (same id) and run the full retry loop.
+                        Err(Failure::Retry(_)) => match outgoing(info_ref, &meta, &job) {
+                            // Boxed so the common path's future stays small.
+                            Ok(msg) => Box::pin(publisher.publish(&msg)).await,
+                            Err(err) => Err(err),
+                        },
+                    };
+                    (index, meta, result)
+                });
             }
             let Some((index, meta, result)) = in_flight.next().await else {
                 break;
@@ -285,7 +298,7 @@ impl Producer {
             payload: payload.into(),
         };
         // Dropping the acknowledgement future hands it to async-nats' background acker.
-        let failure = match self.inner.publisher.send(&outgoing).await {
+        let failure = match self.inner.publisher.send(outgoing).await {
             Ok(ack) => return drop(ack),
             Err(Failure::Retry(err)) => err.to_string(),
             Err(Failure::Fatal(err)) => err.to_string(),
@@ -301,10 +314,21 @@ fn prepare(
     now: OffsetDateTime,
 ) -> Result<(JobMeta, Outgoing), EnqueueError> {
     let meta = job.prepare(&info.name, info.max_attempts, now)?;
+    let msg = outgoing(info, &meta, job)?;
+    Ok((meta, msg))
+}
+
+/// The message that enqueues `job` with metadata `meta` (the same every time it is built).
+fn outgoing(info: &QueueInfo, meta: &JobMeta, job: &Job) -> Result<Outgoing, EnqueueError> {
     let mut headers = HeaderMap::new();
-    headers.insert(NATS_MESSAGE_ID, meta.id.to_string().as_str());
-    for (name, value) in meta.to_headers() {
-        headers.insert(name, value.as_str());
+    headers.insert(NATS_MESSAGE_ID, meta.id.to_string());
+    let pairs = if meta.run_at.is_some() {
+        meta.to_headers()
+    } else {
+        meta.to_enqueue_headers()
+    };
+    for (name, value) in pairs {
+        headers.insert(name, value);
     }
     for (name, value) in &job.headers {
         headers.append(name.as_str(), value.as_str());
@@ -341,16 +365,12 @@ fn prepare(
             ));
         }
     }
-    let stream = Arc::from(info.name.stream_name());
-    Ok((
-        meta,
-        Outgoing {
-            stream,
-            subject,
-            headers,
-            payload: job.payload.clone(),
-        },
-    ))
+    Ok(Outgoing {
+        stream: Arc::clone(&info.stream),
+        subject,
+        headers,
+        payload: job.payload.clone(),
+    })
 }
 
 /// Bytes the headers take on the wire (`NATS/1.0\r\n`, `name: value\r\n` each, `\r\n`).

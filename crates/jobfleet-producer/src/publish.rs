@@ -49,12 +49,12 @@ pub(crate) struct Publisher {
 impl Publisher {
     /// Starts one publish attempt: hands the message to the connection and returns the future
     /// of its acknowledgement.
-    pub(crate) async fn send(&self, msg: &Outgoing) -> Result<PublishAckFuture, Failure> {
+    pub(crate) async fn send(&self, msg: Outgoing) -> Result<PublishAckFuture, Failure> {
         let publish = PublishMessage::build()
-            .payload(msg.payload.clone())
-            .headers(msg.headers.clone());
+            .payload(msg.payload)
+            .headers(msg.headers);
         self.js
-            .send_publish(msg.subject.clone(), publish)
+            .send_publish(msg.subject, publish)
             .await
             .map_err(classify)
     }
@@ -64,7 +64,7 @@ impl Publisher {
         let deadline = Instant::now() + self.deadline;
         let mut backoff = FIRST_BACKOFF;
         loop {
-            let attempt = match self.send(msg).await {
+            let attempt = match self.send(msg.clone()).await {
                 Ok(ack) => ack.await.map_err(classify),
                 Err(failure) => Err(failure),
             };

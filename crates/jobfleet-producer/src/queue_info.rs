@@ -16,6 +16,8 @@ const CACHE_TTL: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub(crate) struct QueueInfo {
     pub(crate) name: QueueName,
+    /// The work stream's name.
+    pub(crate) stream: Arc<str>,
     pub(crate) ready_subject: String,
     /// Largest message the stream accepts; `None` when only the server limit applies.
     pub(crate) max_message_size: Option<usize>,
@@ -87,6 +89,7 @@ impl QueueInfo {
             .and_then(|level| AuditLevel::parse(level))
             .unwrap_or_default();
         Ok(Self {
+            stream: Arc::from(name.stream_name()),
             ready_subject: name.ready_subject(),
             name,
             max_message_size: usize::try_from(config.max_message_size)

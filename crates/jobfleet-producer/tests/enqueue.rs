@@ -60,9 +60,11 @@ async fn pull_one(
     batch.next().await.map(|m| m.expect("message"))
 }
 
-fn meta_of(message: &async_nats::Message) -> JobMeta {
+fn meta_of(message: &async_nats::jetstream::Message) -> JobMeta {
     let headers = message.headers.as_ref().expect("headers");
-    JobMeta::from_headers(|name| headers.get(name).map(|v| v.as_str())).expect("valid job headers")
+    let stored_at = message.info().expect("jetstream message").published;
+    JobMeta::from_headers(|name| headers.get(name).map(|v| v.as_str()), stored_at)
+        .expect("valid job headers")
 }
 
 #[tokio::test]
