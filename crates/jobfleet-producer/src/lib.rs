@@ -52,3 +52,8 @@ pub use job::{Job, MAX_IDEMPOTENCY_KEY_LEN};
 pub use jobfleet_core::{JobId, QueueConfig, QueueFile};
 pub use producer::{DEFAULT_BATCH_WINDOW, Enqueued, Producer, ProducerStats};
 pub use provision::{AUDIT_MAX_AGE, Declared, NotApplied, declare_queue};
+
+/// The README's Rust examples, compiled as doctests so they stay true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
