@@ -112,6 +112,10 @@ pub struct AuditEvent {
     pub at: OffsetDateTime,
     /// The attempt this event belongs to (1-based); 0 for `enqueued` and `redriven`.
     pub attempt: u32,
+    /// How many times the job was redriven from the dead-letter stream before this event
+    /// (its "life"); 0 for a job that never died.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub life: u32,
     /// The job type, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_type: Option<String>,
@@ -161,6 +165,7 @@ impl AuditEvent {
             queue: queue.into(),
             at,
             attempt,
+            life: 0,
             job_type: None,
             stream_seq: None,
             worker: None,
@@ -173,19 +178,26 @@ impl AuditEvent {
         }
     }
 
-    /// The `Nats-Msg-Id` of this event: `<job-id>.<event>.<attempt>`, plus the stream
-    /// sequence when known, so the same step recorded twice is stored once.
+    /// The `Nats-Msg-Id` of this event. Terminal events share one id per life,
+    /// `<job-id>.<life>.terminal`, so a job that ran twice (a redelivery after a lost ack)
+    /// still has exactly one terminal event; others are `<job-id>.<life>.<event>.<attempt>`.
     pub fn message_id(&self) -> String {
-        match self.stream_seq {
-            Some(seq) => format!(
-                "{}.{}.{}.{seq}",
+        if self.event.is_terminal() {
+            format!("{}.{}.terminal", self.job_id, self.life)
+        } else {
+            format!(
+                "{}.{}.{}.{}",
                 self.job_id,
+                self.life,
                 self.event.as_str(),
                 self.attempt
-            ),
-            None => format!("{}.{}.{}", self.job_id, self.event.as_str(), self.attempt),
+            )
         }
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]
@@ -218,8 +230,18 @@ mod tests {
         assert_eq!(back, event);
         assert_eq!(
             event.message_id(),
-            "0193a3c4-5b6d-7e8f-9a0b-1c2d3e4f5a6b.retried.2"
+            "0193a3c4-5b6d-7e8f-9a0b-1c2d3e4f5a6b.0.retried.2"
         );
+        let mut done = AuditEvent::new(AuditEventKind::Succeeded, id, "emails", event.at, 3);
+        let first = done.message_id();
+        done.attempt = 4;
+        assert_eq!(
+            done.message_id(),
+            first,
+            "one terminal event per life, whatever the attempt"
+        );
+        done.life = 1;
+        assert_ne!(done.message_id(), first);
     }
 
     #[test]
