@@ -36,6 +36,10 @@ pub const TRACESTATE: &str = "tracestate";
 
 /// Added to dead-lettered copies: why the job died.
 pub const DEAD_REASON: &str = "Jobfleet-Dead-Reason";
+/// Added to dead-lettered copies: attempts made.
+pub const DEAD_ATTEMPTS: &str = "Jobfleet-Dead-Attempts";
+/// Added to dead-lettered copies: when the job died, RFC 3339 UTC.
+pub const DEAD_AT: &str = "Jobfleet-Dead-At";
 /// Added to dead-lettered copies: the work stream sequence the job had.
 pub const DEAD_ORIGINAL_SEQUENCE: &str = "Jobfleet-Dead-Original-Sequence";
 

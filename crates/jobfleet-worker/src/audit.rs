@@ -1,0 +1,59 @@
+//! Writing audit events: terminal ones awaited, the rest in the background.
+
+use async_nats::HeaderMap;
+use async_nats::header::NATS_MESSAGE_ID;
+use async_nats::jetstream;
+use jobfleet_core::{AuditEvent, AuditLevel, topology};
+
+/// Writes a queue's audit events at its level.
+#[derive(Debug, Clone)]
+pub(crate) struct AuditSink {
+    js: jetstream::Context,
+    level: AuditLevel,
+}
+
+impl AuditSink {
+    pub(crate) fn new(js: jetstream::Context, level: AuditLevel) -> Self {
+        Self { js, level }
+    }
+
+    /// Records `event` if the level asks for it. Terminal events are awaited until stored,
+    /// because the job is acknowledged only after its terminal event exists; the others are
+    /// handed to the connection and not awaited (they are informational).
+    ///
+    /// Returns false when a terminal event could not be stored.
+    pub(crate) async fn record(&self, event: &AuditEvent) -> bool {
+        if !self.level.records(event.event) {
+            return true;
+        }
+        let payload = match serde_json::to_vec(event) {
+            Ok(json) => json,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot encode audit event");
+                return false;
+            }
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(NATS_MESSAGE_ID, event.message_id());
+        let subject = topology::audit_subject(&event.job_id);
+        let sent = self
+            .js
+            .publish_with_headers(subject, headers, payload.into())
+            .await;
+        match sent {
+            Ok(ack) if event.event.is_terminal() => match ack.await {
+                Ok(_) => true,
+                Err(err) => {
+                    tracing::warn!(job_id = %event.job_id, error = %err, "terminal audit event not stored");
+                    false
+                }
+            },
+            // Dropping the ack future leaves it to async-nats' background acker.
+            Ok(_) => true,
+            Err(err) => {
+                tracing::warn!(job_id = %event.job_id, error = %err, "audit event not sent");
+                !event.event.is_terminal()
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! What a handler sees of the job it runs.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use jobfleet_core::{JobId, JobMeta};
+use time::OffsetDateTime;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+use crate::lease::Lease;
+use crate::outcome::HandlerError;
+
+/// One attempt of a job: its payload, metadata, and the runtime's controls.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    pub(crate) meta: JobMeta,
+    pub(crate) queue: String,
+    pub(crate) attempt: u32,
+    pub(crate) max_attempts: u32,
+    pub(crate) timeout: Duration,
+    pub(crate) stream_sequence: u64,
+    pub(crate) payload: Bytes,
+    pub(crate) headers: HeaderMap,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) lease: Lease,
+}
+
+impl JobContext {
+    /// The job id.
+    pub fn id(&self) -> JobId {
+        self.meta.id
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// This attempt's number, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The job's attempt limit.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// Whether a failure of this attempt dead-letters the job.
+    pub fn is_last_attempt(&self) -> bool {
+        self.attempt >= self.max_attempts
+    }
+
+    /// This attempt's timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// When the job was accepted.
+    pub fn enqueued_at(&self) -> OffsetDateTime {
+        self.meta.enqueued_at
+    }
+
+    /// The application job type, if any.
+    pub fn job_type(&self) -> Option<&str> {
+        self.meta.job_type.as_deref()
+    }
+
+    /// The job's full metadata.
+    pub fn meta(&self) -> &JobMeta {
+        &self.meta
+    }
+
+    /// Sequence of this incarnation in the work stream.
+    pub fn stream_sequence(&self) -> u64 {
+        self.stream_sequence
+    }
+
+    /// All headers of the message, application headers included.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// One header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.as_str())
+    }
+
+    /// The raw payload.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    /// The payload decoded as JSON.
+    ///
+    /// # Errors
+    ///
+    /// A permanent [`HandlerError`] (the job is dead-lettered, since a retry cannot fix it)
+    /// when the payload is not valid JSON for `T`.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, HandlerError> {
+        serde_json::from_slice(&self.payload).map_err(|err| {
+            HandlerError::permanent(format!("invalid payload: {err}")).with_class("InvalidPayload")
+        })
+    }
+
+    /// Resolves when the attempt is cancelled (timeout or worker shutdown).
+    pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
+        self.cancel.cancelled()
+    }
+
+    /// Whether the attempt has been cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Extends the lease now. The runtime already does this on a timer while the handler
+    /// runs; call it to report progress from a long step.
+    pub async fn progress(&self) {
+        self.lease.extend().await;
+    }
+}

@@ -1,0 +1,392 @@
+//! Running one delivery: decode, guard attempts, keep the lease, run the handler under its
+//! timeout with panic capture, then settle the outcome (the only place outcomes become acks).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use async_nats::header::{NATS_MESSAGE_ID, NATS_SCHEDULE, NATS_SCHEDULE_TARGET};
+use async_nats::jetstream::{self, AckKind};
+use futures::FutureExt;
+use jobfleet_core::{AuditEvent, AuditEventKind, JobMeta, format_timestamp};
+use time::OffsetDateTime;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::AuditSink;
+use crate::context::JobContext;
+use crate::dead_letter::{Death, publish_dead_letter};
+use crate::handler::Handler;
+use crate::lease::Lease;
+use crate::outcome::{HandlerError, Outcome};
+use crate::settings::QueueSettings;
+use crate::stats::WorkerStats;
+
+/// Everything the jobs of one worker share.
+pub(crate) struct Runtime {
+    pub(crate) client: async_nats::Client,
+    pub(crate) js: jetstream::Context,
+    pub(crate) settings: QueueSettings,
+    pub(crate) schedules: bool,
+    pub(crate) audit: AuditSink,
+    pub(crate) handler: Arc<dyn Handler>,
+    pub(crate) worker_id: String,
+    pub(crate) stats: Arc<WorkerStats>,
+    /// Cancelled when the shutdown grace period is over: unfinished jobs are handed back.
+    pub(crate) abort: CancellationToken,
+}
+
+/// What an attempt came to.
+enum Verdict {
+    Success(Option<serde_json::Value>),
+    Retry {
+        after: Option<Duration>,
+        error: String,
+    },
+    Dead {
+        reason: String,
+    },
+}
+
+/// The facts of one delivery.
+struct Delivery {
+    message: jetstream::Message,
+    meta: JobMeta,
+    attempt: u32,
+    max_attempts: u32,
+    sequence: u64,
+}
+
+impl Runtime {
+    /// Processes one delivery; `permit` is its handler slot, released when this returns.
+    pub(crate) async fn process(
+        self: Arc<Self>,
+        message: jetstream::Message,
+        _permit: OwnedSemaphorePermit,
+    ) {
+        let Ok(info) = message.info() else {
+            tracing::error!(subject = %message.subject, "delivery without JetStream metadata; ignored");
+            return;
+        };
+        let (sequence, delivered, published) =
+            (info.stream_sequence, info.delivered, info.published);
+        let delivered = u32::try_from(delivered).unwrap_or(u32::MAX);
+        let headers = message.headers.clone().unwrap_or_default();
+        let meta = match JobMeta::from_headers(|n| headers.get(n).map(|v| v.as_str()), published) {
+            Ok(meta) => meta,
+            Err(err) => {
+                let reason = format!("malformed job: {err}");
+                return self
+                    .dead_letter_raw(message, None, &reason, delivered, sequence)
+                    .await;
+            }
+        };
+        let max_attempts = meta
+            .max_attempts
+            .unwrap_or(self.settings.worker.max_attempts);
+        let attempt = meta.prior_attempts.saturating_add(delivered);
+        let delivery = Delivery {
+            message,
+            meta,
+            attempt,
+            max_attempts,
+            sequence,
+        };
+        if attempt > max_attempts {
+            // The previous attempt never reported back (its worker died): do not run it again.
+            let reason = format!(
+                "attempts exhausted: attempt {attempt} of {max_attempts} (the previous attempt did not finish)"
+            );
+            return self.settle(delivery, Verdict::Dead { reason }, None).await;
+        }
+        self.run(delivery).await;
+    }
+
+    async fn run(self: Arc<Self>, delivery: Delivery) {
+        let timeout = delivery
+            .meta
+            .timeout
+            .unwrap_or(self.settings.worker.timeout);
+        WorkerStats::bump(&self.stats.started);
+        self.audit
+            .record(&self.event(&delivery, AuditEventKind::Started))
+            .await;
+
+        let lease = Lease::new(self.client.clone(), delivery.message.reply.clone());
+        let lease_done = CancellationToken::new();
+        lease.keep_alive(self.settings.worker.ack_wait / 3, lease_done.clone());
+        let cancel = CancellationToken::new();
+        let context = JobContext {
+            meta: delivery.meta.clone(),
+            queue: self.settings.name.to_string(),
+            attempt: delivery.attempt,
+            max_attempts: delivery.max_attempts,
+            timeout,
+            stream_sequence: delivery.sequence,
+            payload: delivery.message.payload.clone(),
+            headers: delivery.message.headers.clone().unwrap_or_default(),
+            cancel: cancel.clone(),
+            lease,
+        };
+        let span = tracing::info_span!("job", job_id = %delivery.meta.id, queue = %self.settings.name, attempt = delivery.attempt);
+        let started = Instant::now();
+        let handler = AssertUnwindSafe(self.handler.call(context)).catch_unwind();
+        let result = tokio::select! {
+            result = tokio::time::timeout(timeout, handler) => Some(result),
+            () = self.abort.cancelled() => None,
+        };
+        cancel.cancel();
+        lease_done.cancel();
+        let elapsed = started.elapsed();
+        let _entered = span.enter();
+        let verdict = match result {
+            None => return self.release(delivery).await,
+            Some(Err(_elapsed)) => retry_on(
+                HandlerError::new(format!("timed out after {timeout:?}")).with_class("Timeout"),
+            ),
+            Some(Ok(Err(panic))) => {
+                retry_on(HandlerError::new(panic_message(&*panic)).with_class("Panic"))
+            }
+            Some(Ok(Ok(Err(error)))) if error.is_permanent() => Verdict::Dead {
+                reason: error.to_string(),
+            },
+            Some(Ok(Ok(Err(error)))) => retry_on(error),
+            Some(Ok(Ok(Ok(outcome)))) => match outcome {
+                Outcome::Done => Verdict::Success(None),
+                Outcome::DoneWith(value) => Verdict::Success(Some(value)),
+                Outcome::Retry { after } => Verdict::Retry {
+                    after,
+                    error: "retry requested by the handler".to_owned(),
+                },
+                Outcome::Fail { reason } => Verdict::Dead { reason },
+            },
+        };
+        drop(_entered);
+        self.settle(delivery, verdict, Some(elapsed)).await;
+    }
+
+    /// Maps a verdict to acknowledgements and audit events: the one place that does.
+    async fn settle(&self, delivery: Delivery, verdict: Verdict, elapsed: Option<Duration>) {
+        let verdict = match verdict {
+            Verdict::Retry { error, .. } if delivery.attempt >= delivery.max_attempts => {
+                Verdict::Dead {
+                    reason: format!("attempts exhausted ({}): {error}", delivery.max_attempts),
+                }
+            }
+            other => other,
+        };
+        let duration_ms = elapsed.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        match verdict {
+            Verdict::Success(result) => {
+                let mut event = self.event(&delivery, AuditEventKind::Succeeded);
+                event.duration_ms = duration_ms;
+                event.result = result;
+                // The terminal event first: if this worker dies before the ack, the redelivered
+                // run records the same event id, which JetStream drops.
+                self.audit.record(&event).await;
+                if let Err(err) = delivery.message.ack().await {
+                    tracing::warn!(job_id = %delivery.meta.id, error = %err, "ack not sent; the job will run again");
+                }
+                WorkerStats::bump(&self.stats.succeeded);
+            }
+            Verdict::Retry { after, error } => {
+                let delay = after.unwrap_or_else(|| {
+                    self.settings
+                        .worker
+                        .backoff
+                        .delay(delivery.attempt, delivery.meta.id.jitter_seed())
+                });
+                let mut event = self.event(&delivery, AuditEventKind::Retried);
+                event.duration_ms = duration_ms;
+                event.error = Some(error);
+                event.retry_in_ms = Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+                self.audit.record(&event).await;
+                self.retry(&delivery, delay).await;
+                WorkerStats::bump(&self.stats.retried);
+            }
+            Verdict::Dead { reason } => {
+                let mut event = self.event(&delivery, AuditEventKind::DeadLettered);
+                event.duration_ms = duration_ms;
+                event.error = Some(reason.clone());
+                let headers = delivery.message.headers.clone().unwrap_or_default();
+                let attempts = delivery.attempt.min(delivery.max_attempts);
+                let Delivery {
+                    message,
+                    meta,
+                    sequence,
+                    ..
+                } = delivery;
+                self.finish_dead(
+                    message,
+                    Some(&meta),
+                    &headers,
+                    &reason,
+                    attempts,
+                    sequence,
+                    Some(event),
+                )
+                .await;
+            }
+        }
+    }
+
+    /// Schedules the next attempt: a delayed NAK for short delays; for long ones a one-shot
+    /// schedule carrying the attempts used so far, stored before this delivery is acked.
+    async fn retry(&self, delivery: &Delivery, delay: Duration) {
+        if delay <= self.settings.worker.nak_delay_limit || !self.schedules {
+            if let Err(err) = delivery.message.ack_with(AckKind::Nak(Some(delay))).await {
+                tracing::warn!(job_id = %delivery.meta.id, error = %err, "nak not sent; redelivered after the lease");
+            }
+            return;
+        }
+        let mut meta = delivery.meta.clone();
+        meta.prior_attempts = delivery.attempt;
+        let run_at = OffsetDateTime::now_utc() + delay;
+        meta.run_at = Some(run_at);
+        let mut headers = application_headers(delivery.message.headers.as_ref());
+        for (name, value) in meta.to_headers() {
+            headers.insert(name, value);
+        }
+        headers.insert(NATS_SCHEDULE, format!("@at {}", format_timestamp(run_at)));
+        headers.insert(NATS_SCHEDULE_TARGET, self.settings.name.ready_subject());
+        headers.insert(
+            NATS_MESSAGE_ID,
+            format!("{}.retry.{}", meta.id, delivery.attempt),
+        );
+        let subject = self.settings.name.schedule_subject(&meta.id);
+        let stored = match self
+            .js
+            .publish_with_headers(subject, headers, delivery.message.payload.clone())
+            .await
+        {
+            Ok(ack) => ack.await.map(drop).map_err(async_nats::Error::from),
+            Err(err) => Err(err.into()),
+        };
+        match stored {
+            Ok(()) => {
+                if let Err(err) = delivery.message.ack().await {
+                    tracing::warn!(job_id = %meta.id, error = %err, "ack after scheduling a retry not sent");
+                }
+            }
+            Err(err) => {
+                // Keep the job: fall back to a delayed NAK, capped so the slot frees soon.
+                tracing::warn!(job_id = %meta.id, error = %err, "retry schedule not stored; using a delayed nak");
+                let _ = delivery
+                    .message
+                    .ack_with(AckKind::Nak(Some(self.settings.worker.nak_delay_limit)))
+                    .await;
+            }
+        }
+    }
+
+    /// Dead-letters a delivery whose headers could not be decoded.
+    async fn dead_letter_raw(
+        &self,
+        message: jetstream::Message,
+        meta: Option<&JobMeta>,
+        reason: &str,
+        attempts: u32,
+        sequence: u64,
+    ) {
+        let headers = message.headers.clone().unwrap_or_default();
+        self.finish_dead(message, meta, &headers, reason, attempts, sequence, None)
+            .await;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_dead(
+        &self,
+        message: jetstream::Message,
+        meta: Option<&JobMeta>,
+        headers: &HeaderMap,
+        reason: &str,
+        attempts: u32,
+        sequence: u64,
+        event: Option<AuditEvent>,
+    ) {
+        let death = Death {
+            reason,
+            attempts,
+            stream_sequence: sequence,
+        };
+        let payload = message.payload.clone();
+        if let Err(err) = publish_dead_letter(
+            &self.js,
+            &self.settings.name,
+            meta,
+            headers,
+            payload,
+            &death,
+        )
+        .await
+        {
+            // Not stored: the job must stay. It comes back after a short delay.
+            tracing::error!(sequence, error = %err, "dead-letter copy not stored; job kept");
+            let _ = message
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
+            return;
+        }
+        if let Some(event) = event {
+            self.audit.record(&event).await;
+        }
+        if let Err(err) = message.double_ack_with(AckKind::Term).await {
+            tracing::warn!(sequence, error = %err, "terminate after dead-lettering not confirmed");
+        }
+        WorkerStats::bump(&self.stats.dead_lettered);
+        tracing::warn!(sequence, reason, "job dead-lettered");
+    }
+
+    /// Hands an unfinished job back at shutdown, for another worker to run now.
+    async fn release(&self, delivery: Delivery) {
+        let _ = delivery.message.ack_with(AckKind::Nak(None)).await;
+        WorkerStats::bump(&self.stats.released);
+    }
+
+    fn event(&self, delivery: &Delivery, kind: AuditEventKind) -> AuditEvent {
+        let mut event = AuditEvent::new(
+            kind,
+            delivery.meta.id,
+            self.settings.name.as_str(),
+            OffsetDateTime::now_utc(),
+            delivery.attempt,
+        );
+        event.job_type.clone_from(&delivery.meta.job_type);
+        event.stream_seq = Some(delivery.sequence);
+        event.worker = Some(self.worker_id.clone());
+        event
+    }
+}
+
+fn retry_on(error: HandlerError) -> Verdict {
+    Verdict::Retry {
+        after: None,
+        error: error.to_string(),
+    }
+}
+
+/// The headers of `original` that are the application's (neither `Nats-*` nor `Jobfleet-*`).
+fn application_headers(original: Option<&HeaderMap>) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for (name, values) in original.into_iter().flat_map(HeaderMap::iter) {
+        let name: &str = name.as_ref();
+        let lower = name.to_ascii_lowercase();
+        if lower.starts_with("nats-") || lower.starts_with("jobfleet-") {
+            continue;
+        }
+        for value in values {
+            out.append(name, value.as_str());
+        }
+    }
+    out
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    format!("handler panicked: {detail}")
+}

@@ -1,0 +1,67 @@
+//! The jobfleet pull-worker runtime: runs a queue's jobs with leases, retries, dead letters,
+//! audit events, timeouts and graceful shutdown, so handlers only do the work.
+//!
+//! A [`Worker`] binds to its queue's `workers` consumer and pulls only as many jobs as it has
+//! free handler slots. While a handler runs, the lease is extended with progress acks; a dead
+//! worker's jobs come back after the queue's `ack_wait`. What a handler returns is mapped to
+//! acknowledgements in one place (see [`Outcome`]).
+//!
+//! # Examples
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use jobfleet_worker::{handler_fn, HandlerError, JobContext, Outcome, Worker};
+//! use std::time::Duration;
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Email { to: String }
+//!
+//! let client = async_nats::connect("nats://127.0.0.1:4222").await?;
+//! let worker = Worker::builder(client, "emails")
+//!     .concurrency(32)
+//!     .build(handler_fn(|job: JobContext| async move {
+//!         let email: Email = job.json()?;            // invalid JSON: dead-lettered, not retried
+//!         if email.to.ends_with("@invalid") {
+//!             return Ok(Outcome::fail("bad address"));  // straight to the dead-letter stream
+//!         }
+//!         if job.attempt() < 2 {
+//!             return Ok(Outcome::retry_after(Duration::from_secs(5)));
+//!         }
+//!         Err(HandlerError::new("smtp down"))           // retried under the queue's schedule
+//!     }))
+//!     .await?;
+//! let stats = worker.run_until_signal().await;
+//! println!("{} jobs succeeded", stats.succeeded);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Errors
+//!
+//! Starting a worker fails with a [`WorkerError`] ([`WorkerErrorKind`]). Handlers return
+//! [`HandlerError`]s, which are retried unless [permanent](HandlerError::permanent).
+//!
+//! # Feature flags
+//!
+//! None yet.
+
+mod audit;
+mod context;
+mod dead_letter;
+mod error;
+mod execute;
+mod handler;
+mod lease;
+mod outcome;
+mod settings;
+mod stats;
+mod status;
+mod worker;
+
+pub use context::JobContext;
+pub use error::{WorkerError, WorkerErrorKind};
+pub use handler::{Handler, HandlerFn, HandlerResult, handler_fn};
+pub use outcome::{HandlerError, Outcome};
+pub use stats::{StatsSnapshot, WorkerStats};
+pub use status::{JobStatus, job_history, job_status};
+pub use worker::{Worker, WorkerBuilder};

@@ -1,0 +1,313 @@
+//! The worker: pulls jobs for free handler slots only and runs them until shut down.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
+use futures::StreamExt;
+use jobfleet_core::topology;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::audit::AuditSink;
+use crate::error::{WorkerError, WorkerErrorKind};
+use crate::execute::Runtime;
+use crate::handler::Handler;
+use crate::settings::QueueSettings;
+use crate::stats::{StatsSnapshot, WorkerStats};
+
+/// How long one pull request waits on the server for jobs.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+
+/// Options of a worker. Obtain with [`Worker::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct WorkerBuilder {
+    client: async_nats::Client,
+    queue: String,
+    concurrency: usize,
+    grace_period: Duration,
+    worker_id: Option<String>,
+}
+
+impl WorkerBuilder {
+    /// Jobs run at once by this process. Default 32. The queue's `max_in_flight` caps the
+    /// whole fleet.
+    pub fn concurrency(mut self, jobs: usize) -> Self {
+        self.concurrency = jobs;
+        self
+    }
+
+    /// How long running jobs may finish after shutdown begins before they are handed back
+    /// to the queue. Default 30 s.
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.grace_period = grace;
+        self
+    }
+
+    /// The identity recorded in audit events. Default `<hostname>:<pid>`.
+    pub fn worker_id(mut self, id: impl Into<String>) -> Self {
+        self.worker_id = Some(id.into());
+        self
+    }
+
+    /// Reads the queue's settings and binds to its consumer.
+    ///
+    /// # Errors
+    ///
+    /// [`WorkerErrorKind::UnknownQueue`] when the queue or its consumer does not exist;
+    /// [`WorkerErrorKind::InvalidConfig`] for a concurrency of 0 or unreadable settings;
+    /// [`WorkerErrorKind::Unavailable`] when JetStream does not answer.
+    pub async fn build(self, handler: impl Handler) -> Result<Worker, WorkerError> {
+        if self.concurrency == 0 {
+            return Err(WorkerError::new(
+                WorkerErrorKind::InvalidConfig,
+                "concurrency must be at least 1",
+            ));
+        }
+        let js = jetstream::new(self.client.clone());
+        let settings = QueueSettings::load(&js, &self.queue).await?;
+        let stream_name = settings.name.stream_name();
+        let mut stream = js.get_stream(&stream_name).await.map_err(|e| {
+            WorkerError::with_source(
+                WorkerErrorKind::Unavailable,
+                "cannot read the queue's stream",
+                e,
+            )
+        })?;
+        let schedules = stream
+            .info()
+            .await
+            .map_err(|e| {
+                WorkerError::with_source(
+                    WorkerErrorKind::Unavailable,
+                    "cannot read the queue's stream",
+                    e,
+                )
+            })?
+            .config
+            .allow_message_schedules;
+        let consumer: PullConsumer = stream
+            .get_consumer(topology::WORKER_CONSUMER)
+            .await
+            .map_err(|e| {
+                WorkerError::with_source(
+                    WorkerErrorKind::UnknownQueue,
+                    format!(
+                        "queue {} has no `{}` consumer (declare the queue)",
+                        settings.name,
+                        topology::WORKER_CONSUMER
+                    ),
+                    e,
+                )
+            })?;
+        let worker_id = self.worker_id.unwrap_or_else(default_worker_id);
+        let stats = Arc::new(WorkerStats::default());
+        let runtime = Runtime {
+            client: self.client,
+            audit: AuditSink::new(js.clone(), settings.audit),
+            js,
+            settings,
+            schedules,
+            handler: Arc::new(handler),
+            worker_id,
+            stats,
+            abort: CancellationToken::new(),
+        };
+        Ok(Worker {
+            runtime: Arc::new(runtime),
+            consumer,
+            concurrency: self.concurrency,
+            grace_period: self.grace_period,
+        })
+    }
+}
+
+/// A worker process's runtime for one queue.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use jobfleet_worker::{handler_fn, Outcome, Worker};
+///
+/// let client = async_nats::connect("nats://127.0.0.1:4222").await?;
+/// let worker = Worker::builder(client, "emails")
+///     .concurrency(64)
+///     .build(handler_fn(|job| async move {
+///         println!("job {} attempt {}", job.id(), job.attempt());
+///         Ok(Outcome::Done)
+///     }))
+///     .await?;
+/// worker.run_until_signal().await; // SIGTERM/SIGINT: graceful; a second one: at once
+/// # Ok(())
+/// # }
+/// ```
+pub struct Worker {
+    runtime: Arc<Runtime>,
+    consumer: PullConsumer,
+    concurrency: usize,
+    grace_period: Duration,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("queue", &self.runtime.settings.name)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// Options for a worker of `queue` on `client`.
+    pub fn builder(client: async_nats::Client, queue: impl Into<String>) -> WorkerBuilder {
+        WorkerBuilder {
+            client,
+            queue: queue.into(),
+            concurrency: 32,
+            grace_period: Duration::from_secs(30),
+            worker_id: None,
+        }
+    }
+
+    /// Live counters.
+    pub fn stats(&self) -> Arc<WorkerStats> {
+        Arc::clone(&self.runtime.stats)
+    }
+
+    /// Runs until `shutdown` resolves, then stops pulling, lets running jobs finish within
+    /// the grace period, hands back the rest (NAK, so others run them at once), and flushes
+    /// the connection.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> StatsSnapshot {
+        let stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let pulling = self.pull_loop(stop.clone(), tracker.clone());
+        tokio::pin!(pulling);
+        tokio::select! {
+            () = &mut pulling => {}
+            () = shutdown => {
+                stop.cancel();
+                pulling.await;
+            }
+        }
+        tracker.close();
+        if tokio::time::timeout(self.grace_period, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(grace = ?self.grace_period, "grace period over; handing back unfinished jobs");
+            self.runtime.abort.cancel();
+            tracker.wait().await;
+        }
+        if let Err(err) = self.runtime.client.flush().await {
+            tracing::warn!(error = %err, "flush at shutdown failed");
+        }
+        self.runtime.stats.snapshot()
+    }
+
+    /// [`Worker::run`] until SIGTERM or SIGINT. A second signal hands back running jobs at
+    /// once instead of waiting for the grace period.
+    pub async fn run_until_signal(self) -> StatsSnapshot {
+        let abort = self.runtime.abort.clone();
+        let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: no new jobs; running jobs may finish");
+            let _ = first_tx.send(());
+            wait_for_signal().await;
+            tracing::warn!("second signal: handing back running jobs now");
+            abort.cancel();
+        });
+        self.run(async move {
+            let _ = first_rx.await;
+        })
+        .await
+    }
+
+    async fn pull_loop(&self, stop: CancellationToken, tracker: TaskTracker) {
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            // Pull only for free slots: a job is never buffered where its lease runs unused.
+            let first = tokio::select! {
+                permit = Arc::clone(&slots).acquire_owned() => permit.expect("semaphore open"),
+                () = stop.cancelled() => return,
+            };
+            let mut permits: Vec<OwnedSemaphorePermit> = vec![first];
+            while let Ok(permit) = Arc::clone(&slots).try_acquire_owned() {
+                permits.push(permit);
+            }
+            let request = self
+                .consumer
+                .fetch()
+                .max_messages(permits.len())
+                .expires(PULL_EXPIRES)
+                .messages();
+            let mut batch = tokio::select! {
+                batch = request => match batch {
+                    Ok(batch) => batch,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "pull failed; retrying");
+                        drop(permits);
+                        tokio::select! {
+                            () = tokio::time::sleep(backoff) => {}
+                            () = stop.cancelled() => return,
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                        continue;
+                    }
+                },
+                () = stop.cancelled() => return,
+            };
+            backoff = Duration::from_millis(100);
+            loop {
+                let next = tokio::select! {
+                    next = batch.next() => next,
+                    () = stop.cancelled() => {
+                        Self::hand_back_rest(&mut batch).await;
+                        return;
+                    }
+                };
+                match next {
+                    Some(Ok(message)) => {
+                        let permit = permits
+                            .pop()
+                            .expect("the server sends at most the slots asked for");
+                        tracker.spawn(Arc::clone(&self.runtime).process(message, permit));
+                    }
+                    Some(Err(err)) => {
+                        tracing::debug!(error = %err, "pull ended");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+
+    /// At shutdown, jobs already on their way to this process go straight back.
+    async fn hand_back_rest(batch: &mut jetstream::consumer::pull::Batch) {
+        while let Ok(Some(Ok(message))) =
+            tokio::time::timeout(Duration::from_millis(200), batch.next()).await
+        {
+            let _ = message.ack_with(AckKind::Nak(None)).await;
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned());
+    format!("{host}:{}", std::process::id())
+}

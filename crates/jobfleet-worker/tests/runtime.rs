@@ -1,0 +1,584 @@
+//! The worker runtime against a real nats-server: success, retries on both paths, dead
+//! letters, timeouts, panics, leases, shutdown and a server restart.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use jobfleet_core::{AuditEventKind, QueueConfig, RetrySchedule, headers as h, topology};
+use jobfleet_producer::{ConnectOptions, Job, Producer};
+use jobfleet_testkit::{NatsServer, eventually_async};
+use jobfleet_worker::{
+    HandlerError, JobContext, Outcome, StatsSnapshot, Worker, handler_fn, job_history, job_status,
+};
+use tokio::sync::oneshot;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A queue with fast, exact (jitter-free) retries and a short lease, for tests.
+fn fast_queue(name: &str) -> QueueConfig {
+    let mut queue = QueueConfig::new(name);
+    queue.worker.ack_wait = Duration::from_secs(2);
+    queue.worker.max_attempts = 3;
+    queue.worker.backoff = RetrySchedule {
+        initial: Duration::from_millis(200),
+        factor: 2.0,
+        max: Duration::from_secs(5),
+        jitter: 0.0,
+    };
+    queue
+}
+
+async fn setup(server: &NatsServer, queue: &QueueConfig) -> (Producer, jetstream::Context) {
+    let producer = Producer::connect(ConnectOptions::new(server.url()))
+        .await
+        .unwrap();
+    producer.declare_queue(queue).await.unwrap();
+    let js = producer.jetstream().clone();
+    (producer, js)
+}
+
+/// A worker running in the background until the returned sender fires or is dropped.
+struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<StatsSnapshot>,
+    stats: Arc<jobfleet_worker::WorkerStats>,
+}
+
+impl Running {
+    async fn start(
+        server: &NatsServer,
+        queue: &str,
+        handler: impl jobfleet_worker::Handler,
+    ) -> Self {
+        let client = async_nats::connect(server.url()).await.unwrap();
+        let worker = Worker::builder(client, queue)
+            .concurrency(8)
+            .grace_period(Duration::from_secs(10))
+            .build(handler)
+            .await
+            .unwrap();
+        let stats = worker.stats();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let done = tokio::spawn(worker.run(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            stop: Some(stop),
+            done,
+            stats,
+        }
+    }
+
+    async fn until(&self, what: &str, done: impl Fn(StatsSnapshot) -> bool) {
+        eventually_async(what, WAIT, || async {
+            done(self.stats.snapshot()).then_some(())
+        })
+        .await;
+    }
+
+    async fn stop(mut self) -> StatsSnapshot {
+        let _ = self.stop.take().unwrap().send(());
+        self.done.await.unwrap()
+    }
+}
+
+async fn stream_messages(js: &jetstream::Context, stream: &str) -> u64 {
+    js.get_stream(stream)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .messages
+}
+
+async fn dead_letters(
+    js: &jetstream::Context,
+    queue: &str,
+) -> Vec<jetstream::message::StreamMessage> {
+    let stream = js
+        .get_stream(format!("JOBFLEET_DLQ_{queue}"))
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let mut next = 1;
+    while let Ok(message) = stream
+        .direct_get_next_for_subject(format!("jobfleet.dlq.{queue}.*"), Some(next))
+        .await
+    {
+        next = message.sequence + 1;
+        out.push(message);
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_job_succeeds_once_and_is_audited() {
+    let server = NatsServer::start();
+    let (producer, js) = setup(&server, &fast_queue("ok")).await;
+    let results = producer
+        .enqueue_batch(
+            "ok",
+            (0..50).map(|i| Job::json(&serde_json::json!({"n": i})).unwrap()),
+        )
+        .await
+        .unwrap();
+    let ids: Vec<_> = results.into_iter().map(|r| r.unwrap().id).collect();
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let handler = {
+        let seen = Arc::clone(&seen);
+        handler_fn(move |job: JobContext| {
+            let seen = Arc::clone(&seen);
+            async move {
+                let body: serde_json::Value = job.json()?;
+                seen.lock()
+                    .unwrap()
+                    .push((job.id(), job.attempt(), body["n"].as_u64()));
+                Ok(Outcome::DoneWith(serde_json::json!({"n": body["n"]})))
+            }
+        })
+    };
+    let worker = Running::start(&server, "ok", handler).await;
+    worker.until("50 successes", |s| s.succeeded == 50).await;
+    let stats = worker.stop().await;
+    assert_eq!(
+        (
+            stats.started,
+            stats.succeeded,
+            stats.retried,
+            stats.dead_lettered
+        ),
+        (50, 50, 0, 0)
+    );
+    assert_eq!(seen.lock().unwrap().len(), 50);
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .all(|(_, attempt, n)| *attempt == 1 && n.is_some())
+    );
+    assert_eq!(
+        stream_messages(&js, "JOBFLEET_Q_ok").await,
+        0,
+        "the queue stream ends empty"
+    );
+
+    for id in &ids {
+        let status = job_status(&js, *id).await.unwrap().expect("audited");
+        assert!(status.is_finished());
+        assert_eq!(status.last.event, AuditEventKind::Succeeded);
+        let history = job_history(&js, *id).await.unwrap();
+        let kinds: Vec<_> = history.iter().map(|e| e.event).collect();
+        assert_eq!(
+            kinds,
+            [
+                AuditEventKind::Enqueued,
+                AuditEventKind::Started,
+                AuditEventKind::Succeeded
+            ]
+        );
+        assert!(history[2].result.is_some() && history[2].worker.is_some());
+    }
+}
+
+#[tokio::test]
+async fn failing_twice_then_succeeding_follows_the_nak_schedule() {
+    let server = NatsServer::start();
+    let (producer, js) = setup(&server, &fast_queue("flaky")).await;
+    let job = producer.enqueue("flaky", Job::bytes("{}")).await.unwrap();
+    let attempts = Arc::new(Mutex::new(Vec::<(u32, Instant)>::new()));
+    let handler = {
+        let attempts = Arc::clone(&attempts);
+        handler_fn(move |job: JobContext| {
+            let attempts = Arc::clone(&attempts);
+            async move {
+                attempts
+                    .lock()
+                    .unwrap()
+                    .push((job.attempt(), Instant::now()));
+                if job.attempt() <= 2 {
+                    Err(HandlerError::new("not yet"))
+                } else {
+                    Ok(Outcome::Done)
+                }
+            }
+        })
+    };
+    let worker = Running::start(&server, "flaky", handler).await;
+    worker
+        .until("the third attempt to succeed", |s| s.succeeded == 1)
+        .await;
+    let stats = worker.stop().await;
+    assert_eq!((stats.retried, stats.succeeded), (2, 1));
+
+    let attempts = attempts.lock().unwrap().clone();
+    assert_eq!(attempts.iter().map(|a| a.0).collect::<Vec<_>>(), [1, 2, 3]);
+    // Schedule without jitter: 200 ms after attempt 1, 400 ms after attempt 2.
+    for (i, expected) in [(1, 200u64), (2, 400)] {
+        let gap = attempts[i].1 - attempts[i - 1].1;
+        let expected = Duration::from_millis(expected);
+        assert!(
+            gap >= expected.mul_f64(0.9),
+            "gap {gap:?} shorter than the schedule's {expected:?}"
+        );
+        assert!(
+            gap <= expected + Duration::from_secs(1),
+            "gap {gap:?} far beyond {expected:?}"
+        );
+    }
+    let history = job_history(&js, job.id).await.unwrap();
+    let retried: Vec<_> = history
+        .iter()
+        .filter(|e| e.event == AuditEventKind::Retried)
+        .collect();
+    assert_eq!(retried.len(), 2);
+    assert_eq!(retried[0].retry_in_ms, Some(200));
+    assert!(retried[0].error.as_deref().unwrap().contains("not yet"));
+    assert_eq!(stream_messages(&js, "JOBFLEET_Q_flaky").await, 0);
+}
+
+#[tokio::test]
+async fn long_retry_delays_go_through_a_schedule_and_keep_counting_attempts() {
+    let server = NatsServer::start();
+    let mut queue = fast_queue("patient");
+    queue.worker.nak_delay_limit = Duration::from_millis(100);
+    let (producer, js) = setup(&server, &queue).await;
+    let job = producer
+        .enqueue("patient", Job::bytes("{}").header("tenant", "acme"))
+        .await
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let handler = {
+        let seen = Arc::clone(&seen);
+        handler_fn(move |job: JobContext| {
+            let seen = Arc::clone(&seen);
+            async move {
+                let prior = job.header(h::PRIOR_ATTEMPTS).map(str::to_owned);
+                seen.lock().unwrap().push((
+                    job.id(),
+                    job.attempt(),
+                    Instant::now(),
+                    prior,
+                    job.header("tenant").map(str::to_owned),
+                ));
+                if job.attempt() == 1 {
+                    Ok(Outcome::retry_after(Duration::from_millis(1500)))
+                } else {
+                    Ok(Outcome::Done)
+                }
+            }
+        })
+    };
+    let worker = Running::start(&server, "patient", handler).await;
+    // While the retry waits as a schedule, it holds no in-flight slot.
+    eventually_async("the retry to be scheduled", WAIT, || async {
+        let mut consumer: jetstream::consumer::PullConsumer = js
+            .get_consumer_from_stream("workers", "JOBFLEET_Q_patient")
+            .await
+            .ok()?;
+        let info = consumer.info().await.ok()?.clone();
+        (worker.stats.snapshot().retried == 1 && info.num_ack_pending == 0).then_some(())
+    })
+    .await;
+    worker
+        .until("the second attempt", |s| s.succeeded == 1)
+        .await;
+    worker.stop().await;
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        (seen[0].0, seen[1].0),
+        (job.id, job.id),
+        "same job id after the schedule"
+    );
+    assert_eq!(
+        (seen[0].1, seen[1].1),
+        (1, 2),
+        "the attempt count survives the re-publish"
+    );
+    assert_eq!(seen[1].3.as_deref(), Some("1"));
+    assert_eq!(
+        seen[1].4.as_deref(),
+        Some("acme"),
+        "application headers are kept"
+    );
+    assert!(seen[1].2 - seen[0].2 >= Duration::from_millis(1350));
+    assert_eq!(stream_messages(&js, "JOBFLEET_Q_patient").await, 0);
+}
+
+#[tokio::test]
+async fn permanent_failures_and_exhausted_attempts_are_dead_lettered() {
+    let server = NatsServer::start();
+    let (producer, js) = setup(&server, &fast_queue("doomed")).await;
+    let fail = producer
+        .enqueue("doomed", Job::bytes(r#"{"kind":"fail"}"#))
+        .await
+        .unwrap();
+    let exhaust = producer
+        .enqueue("doomed", Job::bytes(r#"{"kind":"error"}"#).max_attempts(2))
+        .await
+        .unwrap();
+    let bad_json = producer
+        .enqueue("doomed", Job::bytes("not json"))
+        .await
+        .unwrap();
+    let handler = handler_fn(|job: JobContext| async move {
+        let body: serde_json::Value = job.json()?;
+        match body["kind"].as_str() {
+            Some("fail") => Ok(Outcome::fail("recipient rejected")),
+            _ => Err(HandlerError::new("smtp down")),
+        }
+    });
+    let worker = Running::start(&server, "doomed", handler).await;
+    worker
+        .until("three dead letters", |s| s.dead_lettered == 3)
+        .await;
+    let stats = worker.stop().await;
+    assert_eq!(
+        (stats.started, stats.retried),
+        (4, 1),
+        "fail and bad JSON run once, exhaust twice"
+    );
+    assert_eq!(stream_messages(&js, "JOBFLEET_Q_doomed").await, 0);
+
+    let dead = dead_letters(&js, "doomed").await;
+    assert_eq!(dead.len(), 3);
+    let find = |id: jobfleet_core::JobId| {
+        dead.iter()
+            .find(|m| m.headers.get(h::JOB_ID).map(|v| v.as_str()) == Some(id.to_string().as_str()))
+            .expect("dead letter of the job")
+    };
+    let reason = |m: &jetstream::message::StreamMessage| {
+        m.headers.get(h::DEAD_REASON).unwrap().as_str().to_owned()
+    };
+    assert_eq!(reason(find(fail.id)), "recipient rejected");
+    assert!(
+        reason(find(exhaust.id)).contains("attempts exhausted (2)"),
+        "{}",
+        reason(find(exhaust.id))
+    );
+    assert!(reason(find(bad_json.id)).contains("invalid payload"));
+    assert_eq!(&find(fail.id).payload[..], br#"{"kind":"fail"}"#);
+    assert_eq!(
+        find(exhaust.id)
+            .headers
+            .get(h::DEAD_ATTEMPTS)
+            .unwrap()
+            .as_str(),
+        "2"
+    );
+
+    for id in [fail.id, exhaust.id, bad_json.id] {
+        let status = job_status(&js, id).await.unwrap().unwrap();
+        assert_eq!(status.last.event, AuditEventKind::DeadLettered);
+        let terminal = job_history(&js, id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.event.is_terminal())
+            .count();
+        assert_eq!(terminal, 1, "exactly one terminal event");
+    }
+}
+
+#[tokio::test]
+async fn malformed_jobs_are_dead_lettered_without_running() {
+    let server = NatsServer::start();
+    let (_producer, js) = setup(&server, &fast_queue("raw")).await;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", "not-a-uuid");
+    js.publish_with_headers("jobfleet.q.raw.ready", headers, "x".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let ran = Arc::new(AtomicU32::new(0));
+    let handler = {
+        let ran = Arc::clone(&ran);
+        handler_fn(move |_job: JobContext| {
+            ran.fetch_add(1, Ordering::SeqCst);
+            async { Ok(Outcome::Done) }
+        })
+    };
+    let worker = Running::start(&server, "raw", handler).await;
+    worker
+        .until("the dead letter", |s| s.dead_lettered == 1)
+        .await;
+    worker.stop().await;
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    let dead = dead_letters(&js, "raw").await;
+    assert!(
+        dead[0]
+            .headers
+            .get(h::DEAD_REASON)
+            .unwrap()
+            .as_str()
+            .starts_with("malformed job")
+    );
+    assert_eq!(stream_messages(&js, "JOBFLEET_Q_raw").await, 0);
+}
+
+#[tokio::test]
+async fn a_hung_handler_is_cut_off_by_its_timeout_and_retried() {
+    let server = NatsServer::start();
+    let (producer, js) = setup(&server, &fast_queue("hung")).await;
+    let job = producer
+        .enqueue("hung", Job::bytes("{}").timeout(Duration::from_millis(300)))
+        .await
+        .unwrap();
+    let handler = handler_fn(|job: JobContext| async move {
+        if job.attempt() == 1 {
+            std::future::pending::<()>().await; // hangs forever
+        }
+        Ok(Outcome::Done)
+    });
+    let worker = Running::start(&server, "hung", handler).await;
+    worker
+        .until("the retry to succeed", |s| s.succeeded == 1)
+        .await;
+    worker.stop().await;
+    let history = job_history(&js, job.id).await.unwrap();
+    let retried = history
+        .iter()
+        .find(|e| e.event == AuditEventKind::Retried)
+        .expect("a retry");
+    assert!(
+        retried.error.as_deref().unwrap().starts_with("Timeout"),
+        "{:?}",
+        retried.error
+    );
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_retried_and_the_worker_lives_on() {
+    let server = NatsServer::start();
+    let (producer, _js) = setup(&server, &fast_queue("panics")).await;
+    producer.enqueue("panics", Job::bytes("{}")).await.unwrap();
+    producer.enqueue("panics", Job::bytes("{}")).await.unwrap();
+    let handler = handler_fn(|job: JobContext| async move {
+        assert!(job.attempt() > 1, "first attempts panic");
+        Ok(Outcome::Done)
+    });
+    let worker = Running::start(&server, "panics", handler).await;
+    worker
+        .until("both jobs to succeed", |s| s.succeeded == 2)
+        .await;
+    assert_eq!(worker.stop().await.retried, 2);
+}
+
+#[tokio::test]
+async fn a_job_running_three_lease_periods_is_not_redelivered() {
+    let server = NatsServer::start();
+    let mut queue = fast_queue("long");
+    queue.worker.ack_wait = Duration::from_millis(600);
+    let (producer, js) = setup(&server, &queue).await;
+    producer.enqueue("long", Job::bytes("{}")).await.unwrap();
+    let runs = Arc::new(AtomicU32::new(0));
+    let handler = {
+        let runs = Arc::clone(&runs);
+        handler_fn(move |_job: JobContext| {
+            let runs = Arc::clone(&runs);
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(1800)).await; // the job's own work
+                Ok(Outcome::Done)
+            }
+        })
+    };
+    let worker = Running::start(&server, "long", handler).await;
+    worker.until("the long job", |s| s.succeeded == 1).await;
+    worker.stop().await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    let consumer: jetstream::consumer::PullConsumer = js
+        .get_consumer_from_stream("workers", "JOBFLEET_Q_long")
+        .await
+        .unwrap();
+    assert_eq!(consumer.cached_info().num_redelivered, 0);
+    assert_eq!(consumer.cached_info().delivered.stream_sequence, 1);
+}
+
+#[tokio::test]
+async fn shutdown_lets_running_jobs_finish_and_pulls_no_more() {
+    let server = NatsServer::start();
+    let (producer, js) = setup(&server, &fast_queue("drain")).await;
+    producer
+        .enqueue_batch("drain", (0..20).map(|_| Job::bytes("{}")))
+        .await
+        .unwrap();
+    let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
+    let handler = handler_fn(move |job: JobContext| {
+        let started_tx = started_tx.clone();
+        async move {
+            let _ = started_tx.send(job.id());
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok(Outcome::Done)
+        }
+    });
+    let worker = Running::start(&server, "drain", handler).await;
+    started_rx.recv().await.expect("a job started");
+    let stats = worker.stop().await;
+    assert_eq!(stats.started, stats.succeeded, "every started job finished");
+    assert!(stats.succeeded < 20, "it stopped pulling");
+    assert_eq!(stats.released, 0);
+    assert_eq!(
+        stream_messages(&js, "JOBFLEET_Q_drain").await,
+        20 - stats.succeeded
+    );
+    let consumer: jetstream::consumer::PullConsumer = js
+        .get_consumer_from_stream("workers", "JOBFLEET_Q_drain")
+        .await
+        .unwrap();
+    assert_eq!(
+        consumer.cached_info().num_ack_pending,
+        0,
+        "nothing left leased to the stopped worker"
+    );
+}
+
+#[tokio::test]
+async fn every_job_completes_across_a_server_restart() {
+    let mut server = NatsServer::start();
+    let (producer, js) = setup(&server, &fast_queue("restart")).await;
+    producer
+        .enqueue_batch("restart", (0..200).map(|i| Job::bytes(format!("{i}"))))
+        .await
+        .unwrap();
+    let handler = handler_fn(|_job: JobContext| async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Ok(Outcome::Done)
+    });
+    let worker = Running::start(&server, "restart", handler).await;
+    worker.until("some progress", |s| s.succeeded >= 20).await;
+    server.restart();
+    worker.until("every job", |s| s.succeeded >= 200).await;
+    eventually_async("the queue to drain", WAIT, || async {
+        (stream_messages(&js, "JOBFLEET_Q_restart").await == 0).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    let mut audit = js.get_stream(topology::AUDIT_STREAM).await.unwrap();
+    assert!(audit.info().await.unwrap().state.messages >= 600);
+}
+
+#[tokio::test]
+async fn status_of_unknown_job_is_none() {
+    let server = NatsServer::start();
+    let (_producer, js) = setup(&server, &fast_queue("none")).await;
+    assert!(
+        job_status(&js, jobfleet_core::JobId::new())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        job_history(&js, jobfleet_core::JobId::new())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
