@@ -106,6 +106,11 @@ impl HeaderError {
         }
     }
 
+    pub(crate) fn renamed(mut self, header: &'static str) -> Self {
+        self.header = header;
+        self
+    }
+
     /// What is wrong.
     pub fn kind(&self) -> HeaderErrorKind {
         self.kind

@@ -63,10 +63,19 @@ impl fmt::Display for JobId {
 impl FromStr for JobId {
     type Err = HeaderError;
 
+    /// Accepts only the canonical form (lower-case, hyphenated, 36 characters), so the id a
+    /// sender used is exactly the one in subjects and audit records.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::try_parse(s)
-            .map(Self)
-            .map_err(|err| HeaderError::malformed(headers::JOB_ID, err.to_string()))
+        let uuid = Uuid::try_parse(s)
+            .map_err(|err| HeaderError::malformed(headers::JOB_ID, err.to_string()))?;
+        let canonical = uuid.hyphenated().to_string();
+        if canonical != s {
+            return Err(HeaderError::malformed(
+                headers::JOB_ID,
+                format!("{s:?} is not in canonical form (expected {canonical:?})"),
+            ));
+        }
+        Ok(Self(uuid))
     }
 }
 
@@ -119,5 +128,8 @@ mod tests {
         let id = JobId::new();
         assert_eq!(id.to_string().parse::<JobId>().unwrap(), id);
         assert!("not-a-uuid".parse::<JobId>().is_err());
+        let upper = id.to_string().to_uppercase();
+        assert!(upper.parse::<JobId>().is_err(), "only the canonical form");
+        assert!(id.as_uuid().simple().to_string().parse::<JobId>().is_err());
     }
 }

@@ -121,11 +121,14 @@ impl JobMeta {
         get: impl Fn(&str) -> Option<&'a str>,
         stored_at: OffsetDateTime,
     ) -> Result<Self, HeaderError> {
-        let id = get(h::JOB_ID)
-            .or_else(|| get(h::NATS_MSG_ID))
-            .ok_or_else(|| HeaderError::missing(h::JOB_ID))?
-            .trim()
-            .parse()?;
+        let id = match (get(h::JOB_ID), get(h::NATS_MSG_ID)) {
+            (Some(id), _) => id.trim().parse()?,
+            (None, Some(id)) => id
+                .trim()
+                .parse()
+                .map_err(|e: HeaderError| e.renamed(h::NATS_MSG_ID))?,
+            (None, None) => return Err(HeaderError::missing(h::JOB_ID)),
+        };
         let enqueued_at = timestamp(h::ENQUEUED_AT, get(h::ENQUEUED_AT))?.unwrap_or(stored_at);
         let max_attempts = positive(h::MAX_ATTEMPTS, get(h::MAX_ATTEMPTS))?;
         let timeout_ms = positive(h::TIMEOUT_MS, get(h::TIMEOUT_MS))?;

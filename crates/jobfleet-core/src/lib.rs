@@ -50,8 +50,9 @@ pub use error::{ConfigError, ConfigErrorKind, HeaderError, HeaderErrorKind};
 pub use job_id::JobId;
 pub use job_meta::JobMeta;
 pub use queue_config::{
-    AuditConfig, DeadLetterConfig, QueueConfig, QueueFile, StorageKind, WorkerDefaults,
+    AuditConfig, DeadLetterConfig, MIN_DUPLICATE_WINDOW, QueueConfig, QueueFile, StorageKind,
+    WorkerDefaults,
 };
-pub use retry::RetrySchedule;
+pub use retry::{MAX_RETRY_DELAY, RetrySchedule};
 pub use timestamp::{format_timestamp, parse_timestamp};
 pub use topology::QueueName;

@@ -52,7 +52,7 @@ pub struct QueueConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_payload: Option<u32>,
     /// How long a job id (and so an idempotency key) is remembered to drop repeats.
-    /// Default `2m`. Longer windows cost server memory per job.
+    /// Default `2m`, at least `30s`. Longer windows cost server memory per job.
     #[serde(default = "default_duplicate_window", with = "humantime_serde")]
     pub duplicate_window: Duration,
     /// Copies kept by a JetStream cluster: 1, 3 or 5 (any of 1..=5 is accepted). Default 1.
@@ -140,6 +140,9 @@ impl Default for DeadLetterConfig {
     }
 }
 
+/// Shortest duplicate window accepted: a producer's default enqueue deadline.
+pub const MIN_DUPLICATE_WINDOW: Duration = Duration::from_secs(30);
+
 fn default_duplicate_window() -> Duration {
     Duration::from_secs(120)
 }
@@ -207,8 +210,13 @@ impl QueueConfig {
         if self.max_payload.is_some_and(|p| p > i32::MAX as u32) {
             return bad("max_payload", format!("must be at most {}", i32::MAX));
         }
-        if self.duplicate_window < Duration::from_millis(100) {
-            return bad("duplicate_window", "must be at least 100ms".into());
+        if self.duplicate_window < MIN_DUPLICATE_WINDOW {
+            // A producer re-sends an unacknowledged publish for up to its enqueue deadline
+            // (30 s by default); a shorter window would let a re-send store the job twice.
+            return bad(
+                "duplicate_window",
+                "must be at least 30s (the default enqueue deadline)".into(),
+            );
         }
         if let Some(age) = self.max_age.filter(|age| self.duplicate_window > *age) {
             return bad(

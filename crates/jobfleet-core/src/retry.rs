@@ -49,7 +49,8 @@ impl RetrySchedule {
         let nominal = self.initial.as_secs_f64() * self.factor.powi(exponent);
         let capped = nominal.min(self.max.as_secs_f64());
         let unit = unit_interval(seed ^ u64::from(attempt).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        Duration::from_secs_f64((capped * (1.0 - self.jitter * unit)).max(0.0))
+        Duration::try_from_secs_f64((capped * (1.0 - self.jitter * unit)).max(0.0))
+            .unwrap_or(self.max)
     }
 
     /// Checks every field, naming the first bad one.
@@ -71,12 +72,18 @@ impl RetrySchedule {
         if self.max < self.initial {
             return bad("max", "must be at least `initial`");
         }
+        if self.max > MAX_RETRY_DELAY {
+            return bad("max", "must be at most 366 days");
+        }
         if !(0.0..=1.0).contains(&self.jitter) {
             return bad("jitter", "must be between 0.0 and 1.0");
         }
         Ok(())
     }
 }
+
+/// Longest retry delay accepted.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// splitmix64 of `x`, mapped to `[0, 1)`.
 fn unit_interval(x: u64) -> f64 {

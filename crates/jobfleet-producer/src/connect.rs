@@ -204,7 +204,14 @@ impl ConnectOptions {
         if let Some((cert, key)) = &self.client_certificate {
             options = options.add_client_certificate(cert.clone(), key.clone());
         }
-        options.connect(self.urls.as_str()).await.map_err(|err| {
+        // async-nats parses a single string as one address; a list must be split first.
+        let urls: Vec<&str> = self
+            .urls
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        options.connect(urls).await.map_err(|err| {
             use async_nats::ConnectErrorKind as K;
             let kind = match err.kind() {
                 K::Authentication | K::AuthorizationViolation => ConnectErrorKind::Authentication,

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use jobfleet_core::ConfigError;
+use jobfleet_core::{ConfigError, JobId};
 
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -94,11 +94,69 @@ pub enum EnqueueErrorKind {
     Rejected,
 }
 
-operation_error!(
-    /// Enqueueing a job failed.
-    EnqueueError,
-    EnqueueErrorKind
-);
+/// Enqueueing a job failed.
+#[derive(Debug)]
+pub struct EnqueueError {
+    kind: EnqueueErrorKind,
+    message: String,
+    job_id: Option<JobId>,
+    source: Option<Source>,
+}
+
+impl EnqueueError {
+    pub(crate) fn new(kind: EnqueueErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            job_id: None,
+            source: None,
+        }
+    }
+
+    pub(crate) fn with_source(
+        kind: EnqueueErrorKind,
+        message: impl Into<String>,
+        source: impl Into<Source>,
+    ) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            job_id: None,
+            source: Some(source.into()),
+        }
+    }
+
+    pub(crate) fn for_job(mut self, id: JobId) -> Self {
+        self.job_id = Some(id);
+        self
+    }
+
+    /// What went wrong; match on this, not on the message.
+    pub fn kind(&self) -> EnqueueErrorKind {
+        self.kind
+    }
+
+    /// The id the job was given, when it got that far. After `Timeout` or `NotConnected` the
+    /// job may be stored: enqueue the same [`crate::Job`] again (it keeps its id) or a job with
+    /// this id, and JetStream drops the repeat within the queue's duplicate window.
+    pub fn job_id(&self) -> Option<JobId> {
+        self.job_id
+    }
+}
+
+impl fmt::Display for EnqueueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for EnqueueError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// Why declaring a queue failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,6 +11,9 @@ use crate::error::{EnqueueError, EnqueueErrorKind};
 /// Longest idempotency key accepted, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 1024;
 
+/// Longest delay, and longest per-attempt timeout, a job may ask for: one year.
+pub const MAX_JOB_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
 /// A job: its payload and per-job options. Every option defaults to the queue's setting.
 ///
 /// ```
@@ -29,7 +32,10 @@ pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 1024;
 pub struct Job {
     pub(crate) payload: Bytes,
     pub(crate) content_type: Option<String>,
-    pub(crate) id: Option<JobId>,
+    /// Minted when the job is built, so enqueueing the same `Job` (or a clone) again after a
+    /// timeout repeats the same id, which JetStream de-duplicates.
+    pub(crate) id: JobId,
+    pub(crate) explicit_id: bool,
     pub(crate) idempotency_key: Option<String>,
     pub(crate) job_type: Option<String>,
     pub(crate) delay: Option<Duration>,
@@ -48,7 +54,8 @@ impl Job {
         Self {
             payload: payload.into(),
             content_type: None,
-            id: None,
+            id: JobId::new(),
+            explicit_id: false,
             idempotency_key: None,
             job_type: None,
             delay: None,
@@ -84,8 +91,16 @@ impl Job {
 
     /// Uses this id instead of a fresh UUIDv7 (for callers that mint ids themselves).
     pub fn id(mut self, id: JobId) -> Self {
-        self.id = Some(id);
+        self.id = id;
+        self.explicit_id = true;
         self
+    }
+
+    /// The id this job is enqueued with, unless it has an idempotency key (then the id is
+    /// derived from the queue and the key). Minted when the job was built: enqueueing this
+    /// `Job` again, or a clone of it, repeats the id.
+    pub fn job_id(&self) -> JobId {
+        self.id
     }
 
     /// Derives the job id from `key`: enqueueing the same key on the same queue again within
@@ -145,10 +160,13 @@ impl Job {
     }
 
     /// Checks the options and computes the job's metadata.
+    ///
+    /// `queue_max_age` is the queue's age limit: a delayed job must fire before it.
     pub(crate) fn prepare(
         &self,
         queue: &QueueName,
         queue_max_attempts: u32,
+        queue_max_age: Option<Duration>,
         now: OffsetDateTime,
     ) -> Result<JobMeta, EnqueueError> {
         let invalid = |msg: String| Err(EnqueueError::new(EnqueueErrorKind::InvalidOption, msg));
@@ -161,10 +179,12 @@ impl Job {
                     "`idempotency_key` must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} bytes"
                 ));
             }
-            if key.contains(['\r', '\n']) {
-                return invalid("`idempotency_key` must not contain line breaks".into());
+            if !valid_header_value(key) {
+                return invalid(
+                    "`idempotency_key` must not contain line breaks or control characters".into(),
+                );
             }
-            if self.id.is_some() {
+            if self.explicit_id {
                 return invalid("set either `id` or `idempotency_key`, not both".into());
             }
         }
@@ -177,8 +197,17 @@ impl Job {
             }
             _ => {}
         }
-        if self.timeout.is_some_and(|t| t.as_millis() == 0) {
-            return invalid("`timeout` must be at least 1ms".into());
+        if self
+            .timeout
+            .is_some_and(|t| t.as_millis() == 0 || t > MAX_JOB_DURATION)
+        {
+            return invalid("`timeout` must be between 1ms and 366 days".into());
+        }
+        if self.delay.is_some_and(|d| d > MAX_JOB_DURATION) {
+            return invalid("`delay` must be at most 366 days".into());
+        }
+        if self.run_at.is_some_and(|at| at > now + MAX_JOB_DURATION) {
+            return invalid("`run_at` must be at most 366 days ahead".into());
         }
         for (field, value) in [
             ("job_type", &self.job_type),
@@ -222,15 +251,25 @@ impl Job {
             }
         }
 
-        let id = match (&self.idempotency_key, self.id) {
-            (Some(key), _) => JobId::from_idempotency_key(queue, key),
-            (None, Some(id)) => id,
-            (None, None) => JobId::new(),
+        let id = match &self.idempotency_key {
+            Some(key) => JobId::from_idempotency_key(queue, key),
+            None => self.id,
         };
+        // Milliseconds are what the wire carries; reporting more would promise a time that
+        // the schedule does not keep.
         let run_at = self
             .run_at
             .or_else(|| self.delay.map(|d| now + d))
+            .map(truncate_to_millis)
             .filter(|at| *at > now);
+        if let (Some(at), Some(max_age)) = (run_at, queue_max_age)
+            && at - now >= max_age
+        {
+            return invalid(format!(
+                "the job would run after queue {queue}'s max_age ({}) deleted it",
+                humantime_secs(max_age)
+            ));
+        }
         let mut meta = JobMeta::new(id, now);
         meta.job_type.clone_from(&self.job_type);
         meta.max_attempts = self.max_attempts;
@@ -244,6 +283,15 @@ impl Job {
     }
 }
 
+fn truncate_to_millis(at: OffsetDateTime) -> OffsetDateTime {
+    let millis = at.nanosecond() / 1_000_000 * 1_000_000;
+    at.replace_nanosecond(millis).unwrap_or(at)
+}
+
+fn humantime_secs(d: Duration) -> String {
+    format!("{}s", d.as_secs())
+}
+
 fn valid_header_value(value: &str) -> bool {
     !value.chars().any(|c| c.is_control() && c != '\t')
 }
@@ -253,7 +301,12 @@ mod tests {
     use super::*;
 
     fn prepare(job: &Job) -> Result<JobMeta, EnqueueError> {
-        job.prepare(&QueueName::new("q").unwrap(), 10, OffsetDateTime::now_utc())
+        job.prepare(
+            &QueueName::new("q").unwrap(),
+            10,
+            Some(Duration::from_secs(3600)),
+            OffsetDateTime::now_utc(),
+        )
     }
 
     #[test]
@@ -273,6 +326,11 @@ mod tests {
             Job::bytes("x").header("bad name", "x"),
             Job::bytes("x").header("ok", "line\r\nbreak"),
             Job::bytes("x").job_type("a\nb"),
+            Job::bytes("x").idempotency_key("tab\u{7}bell"),
+            Job::bytes("x").delay(Duration::MAX),
+            Job::bytes("x").delay(Duration::from_secs(7200)),
+            Job::bytes("x").timeout(Duration::MAX),
+            Job::bytes("x").run_at(now + Duration::from_secs(400 * 24 * 3600)),
         ];
         for job in cases {
             let err = prepare(&job).unwrap_err();
@@ -288,6 +346,21 @@ mod tests {
         assert_eq!(meta.run_at, None);
         let meta = prepare(&Job::bytes("x").delay(Duration::from_secs(5))).unwrap();
         assert!(meta.run_at.is_some());
+    }
+
+    #[test]
+    fn a_job_keeps_its_id_across_clones_and_retries() {
+        let job = Job::bytes("x");
+        let again = job.clone();
+        assert_eq!(prepare(&job).unwrap().id, prepare(&again).unwrap().id);
+        assert_eq!(prepare(&job).unwrap().id, job.job_id());
+        assert_ne!(Job::bytes("x").job_id(), job.job_id());
+    }
+
+    #[test]
+    fn run_at_is_truncated_to_milliseconds() {
+        let meta = prepare(&Job::bytes("x").delay(Duration::from_nanos(5_000_123_456))).unwrap();
+        assert_eq!(meta.run_at.unwrap().nanosecond() % 1_000_000, 0);
     }
 
     #[test]

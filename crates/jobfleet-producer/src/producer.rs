@@ -8,12 +8,13 @@ use async_nats::header::{NATS_MESSAGE_ID, NATS_SCHEDULE, NATS_SCHEDULE_TARGET};
 use async_nats::jetstream::{self, publish::PublishAck};
 use futures::stream::{FuturesUnordered, StreamExt};
 use jobfleet_core::{
-    AuditEvent, AuditEventKind, JobMeta, QueueConfig, QueueFile, format_timestamp, topology,
+    AuditEvent, AuditEventKind, JobId, JobMeta, QueueConfig, QueueFile, format_timestamp, topology,
 };
 use time::OffsetDateTime;
+use tokio::time::Instant;
 
 use crate::connect::ConnectOptions;
-use crate::error::{ConnectError, EnqueueError, ProvisionError};
+use crate::error::{ConnectError, EnqueueError, EnqueueErrorKind, ProvisionError};
 use crate::job::Job;
 use crate::provision::{Declared, declare_queue};
 use crate::publish::{Failure, Outgoing, Publisher};
@@ -154,18 +155,20 @@ impl Producer {
     pub async fn enqueue(&self, queue: &str, job: Job) -> Result<Enqueued, EnqueueError> {
         let info = self.queue(queue).await?;
         let (meta, outgoing) = prepare(&info, &job, OffsetDateTime::now_utc())?;
-        let ack = self
-            .inner
-            .publisher
-            .publish(&outgoing)
-            .await
-            .inspect_err(|e| self.on_error(queue, e))?;
-        Ok(self.accepted(&info, meta, &ack).await)
+        match self.inner.publisher.publish(&outgoing).await {
+            Ok((ack, resent)) => Ok(self.accepted(&info, meta, &job, &ack, resent).await),
+            Err(err) => {
+                self.on_error(queue, &err);
+                Err(err.for_job(meta.id))
+            }
+        }
     }
 
     /// Enqueues many jobs into one queue, pipelining up to 1024 publishes at once.
     ///
-    /// Returns one result per job, in input order: each job is stored or not on its own.
+    /// Returns one result per job, in input order: each job is stored or not on its own. If
+    /// the connection fails mid-batch, sending pauses; jobs not yet sent when no progress
+    /// was made for the enqueue deadline fail with `NotConnected` (they were not stored).
     ///
     /// # Errors
     ///
@@ -186,9 +189,13 @@ impl Producer {
         let info_ref = &info;
         let mut in_flight = FuturesUnordered::new();
         let mut jobs = jobs.enumerate();
+        // Set when a publish fails for want of a connection: stop sending until the jobs in
+        // flight are settled, then resume only if the connection made progress meanwhile.
+        let mut stalled = false;
+        let mut last_progress = Instant::now();
         loop {
             // Jobs are prepared as they are sent, so a large batch is never held twice.
-            while in_flight.len() < self.inner.batch_window {
+            while !stalled && in_flight.len() < self.inner.batch_window {
                 let Some((index, job)) = jobs.next() else {
                     break;
                 };
@@ -196,7 +203,7 @@ impl Producer {
                     results.push(None);
                 }
                 let prepared = job
-                    .prepare(&info.name, info.max_attempts, now)
+                    .prepare(&info.name, info.max_attempts, info.max_age, now)
                     .and_then(|meta| {
                         let msg = outgoing(&info, &meta, &job)?;
                         Ok((meta, msg))
@@ -209,31 +216,69 @@ impl Producer {
                     }
                 };
                 let first = publisher.send(msg).await;
+                stalled = matches!(first, Err(Failure::Retry(_)));
                 in_flight.push(async move {
                     let attempt = match first {
                         Ok(ack) => ack.await.map_err(crate::publish::classify),
                         Err(failure) => Err(failure),
                     };
-                    let result = match attempt {
-                        Ok(ack) => Ok(ack),
-                        Err(Failure::Fatal(err)) => Err(err),
-                        // Rare: rebuild the message (same id) and run the full retry loop.
+                    let (result, hiccup) = match attempt {
+                        Ok(ack) => (Ok((ack, false)), false),
+                        Err(Failure::Fatal(err)) => (Err(err), false),
+                        // Rebuild the message (same id) and run the full retry loop, boxed
+                        // so that the common path's future stays small.
                         Err(Failure::Retry(_)) => match outgoing(info_ref, &meta, &job) {
-                            // Boxed so the common path's future stays small.
-                            Ok(msg) => Box::pin(publisher.publish(&msg)).await,
-                            Err(err) => Err(err),
+                            Ok(msg) => (
+                                Box::pin(publisher.publish(&msg))
+                                    .await
+                                    .map(|(ack, _)| (ack, true)),
+                                true,
+                            ),
+                            Err(err) => (Err(err), true),
                         },
                     };
-                    (index, meta, result)
+                    (index, meta, job, result, hiccup)
                 });
             }
-            let Some((index, meta, result)) = in_flight.next().await else {
-                break;
-            };
-            results[index] = Some(match result {
-                Ok(ack) => Ok(self.accepted(&info, meta, &ack).await),
-                Err(err) => Err(err),
-            });
+            match in_flight.next().await {
+                Some((index, meta, job, result, hiccup)) => {
+                    stalled |= hiccup;
+                    results[index] = Some(match result {
+                        Ok((ack, resent)) => {
+                            last_progress = Instant::now();
+                            Ok(self.accepted(&info, meta, &job, &ack, resent).await)
+                        }
+                        Err(err) => {
+                            self.on_error(queue, &err);
+                            Err(err.for_job(meta.id))
+                        }
+                    });
+                }
+                None if !stalled => break,
+                None => {
+                    let connected = self.client().connection_state()
+                        == async_nats::connection::State::Connected;
+                    if connected && last_progress.elapsed() < publisher.deadline {
+                        stalled = false;
+                        continue;
+                    }
+                    for (index, job) in jobs.by_ref() {
+                        if index >= results.len() {
+                            results.push(None);
+                        }
+                        let id = job
+                            .idempotency_key
+                            .as_deref()
+                            .map_or(job.id, |k| JobId::from_idempotency_key(&info.name, k));
+                        results[index] = Some(Err(EnqueueError::new(
+                            EnqueueErrorKind::NotConnected,
+                            "not sent: the connection to NATS failed during the batch and did not recover in time",
+                        )
+                        .for_job(id)));
+                    }
+                    break;
+                }
+            }
         }
         Ok(results
             .into_iter()
@@ -253,7 +298,7 @@ impl Producer {
     }
 
     fn on_error(&self, queue: &str, err: &EnqueueError) {
-        if err.kind() == crate::EnqueueErrorKind::UnknownQueue {
+        if err.kind() == EnqueueErrorKind::UnknownQueue {
             self.inner.queues.forget(queue);
         }
     }
@@ -261,8 +306,23 @@ impl Producer {
     /// Records the `enqueued` audit event (when the queue's level asks for it) and builds the
     /// result. The audit publish is not awaited: `enqueued` is informational, and waiting
     /// would double the enqueue latency. Terminal events are the workers' and are awaited.
-    async fn accepted(&self, info: &QueueInfo, meta: JobMeta, ack: &PublishAck) -> Enqueued {
-        if !ack.duplicate && info.audit.records(AuditEventKind::Enqueued) {
+    ///
+    /// `resent`: the job was published more than once, so a `duplicate` acknowledgement may
+    /// be of this very call's first copy. For an id this call minted (no idempotency key, no
+    /// explicit id) that is certain, and the job is reported as new.
+    async fn accepted(
+        &self,
+        info: &QueueInfo,
+        meta: JobMeta,
+        job: &Job,
+        ack: &PublishAck,
+        resent: bool,
+    ) -> Enqueued {
+        let minted_here = job.idempotency_key.is_none() && !job.explicit_id;
+        let duplicate = ack.duplicate && !(resent && minted_here);
+        // After a resend the event is written even for a duplicate: its message id makes a
+        // repeat harmless, and skipping it could leave the job without one.
+        if (!ack.duplicate || resent) && info.audit.records(AuditEventKind::Enqueued) {
             let mut event = AuditEvent::new(
                 AuditEventKind::Enqueued,
                 meta.id,
@@ -279,7 +339,7 @@ impl Producer {
             id: meta.id,
             queue: info.name.as_str().to_owned(),
             sequence: ack.sequence,
-            duplicate: ack.duplicate,
+            duplicate,
             run_at: meta.run_at,
         }
     }
@@ -313,7 +373,7 @@ fn prepare(
     job: &Job,
     now: OffsetDateTime,
 ) -> Result<(JobMeta, Outgoing), EnqueueError> {
-    let meta = job.prepare(&info.name, info.max_attempts, now)?;
+    let meta = job.prepare(&info.name, info.max_attempts, info.max_age, now)?;
     let msg = outgoing(info, &meta, job)?;
     Ok((meta, msg))
 }
@@ -336,7 +396,7 @@ fn outgoing(info: &QueueInfo, meta: &JobMeta, job: &Job) -> Result<Outgoing, Enq
     let subject = match meta.run_at {
         Some(_) if !info.schedules => {
             return Err(EnqueueError::new(
-                crate::EnqueueErrorKind::InvalidOption,
+                EnqueueErrorKind::InvalidOption,
                 format!(
                     "queue {} is bounded (max_messages or max_bytes), and bounded queues cannot hold delayed jobs",
                     info.name
@@ -357,7 +417,7 @@ fn outgoing(info: &QueueInfo, meta: &JobMeta, job: &Job) -> Result<Outgoing, Enq
         let size = job.payload.len() + header_bytes(&headers);
         if size > limit {
             return Err(EnqueueError::new(
-                crate::EnqueueErrorKind::PayloadTooLarge,
+                EnqueueErrorKind::PayloadTooLarge,
                 format!(
                     "the job is {size} bytes; queue {} accepts at most {limit}",
                     info.name

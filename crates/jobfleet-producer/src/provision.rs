@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::context::GetStreamErrorKind;
+use async_nats::jetstream::stream::ConsumerErrorKind;
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 use async_nats::jetstream::{self, consumer::Consumer};
 use jobfleet_core::{QueueConfig, QueueName, StorageKind, topology};
@@ -92,7 +93,7 @@ pub async fn declare_queue(
         &mut declared,
     )
     .await?;
-    ensure_audit_stream(js, config).await?;
+    ensure_audit_stream(js, config, &mut declared).await?;
     if !declared.not_applied.is_empty() {
         tracing::warn!(queue = %name, not_applied = ?declared.not_applied, "queue declaration partly applied");
     }
@@ -209,7 +210,7 @@ fn managed(config: &stream::Config) -> Vec<(&'static str, String)> {
 async fn reconcile_stream(
     js: &jetstream::Context,
     object: &str,
-    desired: stream::Config,
+    mut desired: stream::Config,
     must_be_ours: bool,
     declared: &mut Declared,
 ) -> Result<bool, ProvisionError> {
@@ -255,6 +256,31 @@ async fn reconcile_stream(
     }
 
     let mut updated = current.clone();
+    if current.allow_message_schedules && !desired.allow_message_schedules {
+        // Schedules cannot be switched off once on (JetStream error 10052), and JetStream
+        // refuses limits with `discard: new` on a stream with schedules. So an unbounded queue
+        // stays unbounded; everything else in the declaration still applies.
+        for (field, now, wanted) in [
+            ("max_messages", current.max_messages, desired.max_messages),
+            ("max_bytes", current.max_bytes, desired.max_bytes),
+        ] {
+            if now != wanted {
+                declared.not_applied.push(NotApplied {
+                    field: format!("{object}.{field}"),
+                    current: now.to_string(),
+                    wanted: wanted.to_string(),
+                    reason: "a queue created unbounded keeps delayed jobs (message schedules), which JetStream \
+                             cannot switch off, and schedules rule out the `discard: new` a bounded queue needs; \
+                             declare a new queue to bound it"
+                        .to_owned(),
+                });
+            }
+        }
+        desired.max_messages = current.max_messages;
+        desired.max_bytes = current.max_bytes;
+        desired.discard = current.discard;
+        desired.allow_message_schedules = true;
+    }
     updated.subjects = desired.subjects;
     updated.description = desired.description;
     updated.max_age = desired.max_age;
@@ -327,13 +353,14 @@ async fn reconcile_consumer(
         .await;
     let current = match existing {
         Ok(consumer) => consumer.cached_info().config.clone(),
-        Err(_) => {
-            // Missing (or unreadable: then creating reports the real problem).
+        Err(err) if matches!(err.kind(), ConsumerErrorKind::JetStream(e) if e.code() == 404) => {
             js.create_consumer_on_stream(desired, &stream)
                 .await
                 .map_err(rejected)?;
             return Ok(());
         }
+        // Anything else (timeout, permissions): never overwrite a consumer we could not read.
+        Err(err) => return Err(unavailable(err)),
     };
     let mut updated: pull::Config = pull::Config {
         durable_name: current.durable_name.clone(),
@@ -374,8 +401,18 @@ async fn reconcile_consumer(
 async fn ensure_audit_stream(
     js: &jetstream::Context,
     config: &QueueConfig,
+    declared: &mut Declared,
 ) -> Result<(), ProvisionError> {
     match js.get_stream(topology::AUDIT_STREAM).await {
+        // Shared by every queue: it must be as replicated as the most replicated of them,
+        // since workers wait for terminal events to be stored.
+        Ok(stream) if stream.cached_info().config.num_replicas < usize::from(config.replicas) => {
+            let mut raised = stream.cached_info().config.clone();
+            raised.num_replicas = usize::from(config.replicas);
+            js.update_stream(raised).await.map_err(rejected)?;
+            declared.changed.push("audit.replicas".to_owned());
+            Ok(())
+        }
         Ok(_) => Ok(()),
         Err(err) if matches!(err.kind(), GetStreamErrorKind::JetStream(e) if e.code() == 404) => {
             let audit = stream::Config {

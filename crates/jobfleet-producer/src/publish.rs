@@ -59,19 +59,23 @@ impl Publisher {
             .map_err(classify)
     }
 
-    /// Publishes `msg`, retrying transient failures until the deadline.
-    pub(crate) async fn publish(&self, msg: &Outgoing) -> Result<PublishAck, EnqueueError> {
+    /// Publishes `msg`, retrying transient failures until the deadline. Returns the
+    /// acknowledgement and whether the message was sent more than once (then a `duplicate`
+    /// acknowledgement may be of this call's own earlier copy).
+    pub(crate) async fn publish(&self, msg: &Outgoing) -> Result<(PublishAck, bool), EnqueueError> {
         let deadline = Instant::now() + self.deadline;
         let mut backoff = FIRST_BACKOFF;
+        let mut resent = false;
         loop {
             let attempt = match self.send(msg.clone()).await {
                 Ok(ack) => ack.await.map_err(classify),
                 Err(failure) => Err(failure),
             };
             match attempt {
-                Ok(ack) => return Ok(ack),
+                Ok(ack) => return Ok((ack, resent)),
                 Err(Failure::Fatal(err)) => return Err(err),
                 Err(Failure::Retry(err)) => {
+                    resent = true;
                     if err.kind() == PublishErrorKind::StreamNotFound
                         && !self.stream_exists(&msg.stream).await
                     {

@@ -22,6 +22,8 @@ pub(crate) struct QueueInfo {
     /// Largest message the stream accepts; `None` when only the server limit applies.
     pub(crate) max_message_size: Option<usize>,
     pub(crate) max_attempts: u32,
+    /// The queue's age limit: delayed jobs must fire before it.
+    pub(crate) max_age: Option<Duration>,
     /// Whether the stream accepts delayed jobs (only unbounded queues do).
     pub(crate) schedules: bool,
     pub(crate) audit: AuditLevel,
@@ -39,36 +41,33 @@ impl QueueInfo {
                 err,
             )
         })?;
-        let mut stream =
-            js.get_stream(name.stream_name())
-                .await
-                .map_err(|err| match err.kind() {
-                    GetStreamErrorKind::JetStream(e) if e.code() == 404 => EnqueueError::new(
-                        EnqueueErrorKind::UnknownQueue,
-                        format!("queue {name:?} does not exist (declare it first)"),
-                    ),
-                    GetStreamErrorKind::Request => EnqueueError::with_source(
-                        EnqueueErrorKind::NotConnected,
-                        format!("cannot look up queue {name:?}"),
-                        err,
-                    ),
-                    _ => EnqueueError::with_source(
-                        EnqueueErrorKind::Rejected,
-                        format!("cannot look up queue {name:?}"),
-                        err,
-                    ),
-                })?;
-        let config = &stream
-            .info()
+        let stream = js
+            .get_stream(name.stream_name())
             .await
-            .map_err(|err| {
-                EnqueueError::with_source(
+            .map_err(|err| match err.kind() {
+                GetStreamErrorKind::JetStream(e) if e.code() == 404 => EnqueueError::new(
+                    EnqueueErrorKind::UnknownQueue,
+                    format!("queue {name:?} does not exist (declare it first)"),
+                ),
+                // No answer, or 503 while JetStream elects a leader or restarts: like a lost
+                // connection, worth retrying until the deadline.
+                GetStreamErrorKind::Request => EnqueueError::with_source(
                     EnqueueErrorKind::NotConnected,
-                    format!("cannot read queue {name:?}"),
+                    format!("cannot look up queue {name:?}"),
                     err,
-                )
-            })?
-            .config;
+                ),
+                GetStreamErrorKind::JetStream(e) if e.code() == 503 => EnqueueError::with_source(
+                    EnqueueErrorKind::NotConnected,
+                    format!("JetStream is unavailable to look up queue {name:?}"),
+                    err,
+                ),
+                _ => EnqueueError::with_source(
+                    EnqueueErrorKind::Rejected,
+                    format!("cannot look up queue {name:?}"),
+                    err,
+                ),
+            })?;
+        let config = &stream.cached_info().config;
         let metadata = &config.metadata;
         if metadata.get(topology::METADATA_PROTOCOL).is_none() {
             return Err(EnqueueError::new(
@@ -96,6 +95,7 @@ impl QueueInfo {
                 .ok()
                 .filter(|n| *n > 0),
             max_attempts,
+            max_age: Some(config.max_age).filter(|age| !age.is_zero()),
             schedules: config.allow_message_schedules,
             audit,
             loaded: Instant::now(),

@@ -303,6 +303,10 @@ async fn publish_retried_across_a_server_restart_is_stored_once() {
     server.restart();
 
     let enqueued = pending.await.unwrap().expect("stored after the restart");
+    assert!(
+        !enqueued.duplicate,
+        "its own earlier copy is not reported as someone else's job"
+    );
     assert_eq!(
         stored_messages(&producer, "durable").await,
         2,
@@ -315,4 +319,80 @@ async fn publish_retried_across_a_server_restart_is_stored_once() {
         message.double_ack().await.unwrap();
     }
     assert_eq!(ids, [warm.id, enqueued.id]);
+    let audit = producer
+        .jetstream()
+        .get_stream(jobfleet_core::topology::AUDIT_STREAM)
+        .await
+        .unwrap();
+    let subject = jobfleet_core::topology::audit_subject(&enqueued.id);
+    eventually_async("the enqueued audit event", Duration::from_secs(10), || {
+        let (audit, subject) = (audit.clone(), subject.clone());
+        async move { audit.get_last_raw_message_by_subject(&subject).await.ok() }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn batch_during_an_outage_returns_within_the_deadline() {
+    let mut server = NatsServer::start();
+    let options = ConnectOptions::new(server.url())
+        .publish_timeout(Duration::from_millis(200))
+        .enqueue_deadline(Duration::from_secs(2));
+    let producer = Producer::connect(options).await.unwrap();
+    producer
+        .declare_queue(&QueueConfig::new("outage"))
+        .await
+        .unwrap();
+    producer
+        .enqueue("outage", Job::bytes("warm the cache"))
+        .await
+        .unwrap();
+    server.stop();
+    let jobs: Vec<Job> = (0..5000).map(|i| Job::bytes(format!("{i}"))).collect();
+    let ids: Vec<JobId> = jobs.iter().map(Job::job_id).collect();
+    let started = std::time::Instant::now();
+    let results = producer.enqueue_batch("outage", jobs).await.unwrap();
+    // Bounded by about one deadline per stall, not one per job.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(results.len(), 5000);
+    for (result, id) in results.iter().zip(&ids) {
+        let err = result
+            .as_ref()
+            .expect_err("nothing can be stored while the server is down");
+        assert_eq!(err.kind(), EnqueueErrorKind::NotConnected);
+        assert_eq!(
+            err.job_id(),
+            Some(*id),
+            "the error names the job's id for a safe retry"
+        );
+    }
+}
+
+#[tokio::test]
+async fn enqueue_works_on_an_r3_queue_in_a_three_node_cluster() {
+    let cluster = jobfleet_testkit::NatsCluster::start(3);
+    let producer = Producer::connect(ConnectOptions::new(cluster.urls()))
+        .await
+        .expect("a URL list connects");
+    let mut queue = QueueConfig::new("replicated");
+    queue.replicas = 3;
+    producer.declare_queue(&queue).await.unwrap();
+    let results = producer
+        .enqueue_batch("replicated", (0..100).map(|i| Job::bytes(format!("{i}"))))
+        .await
+        .unwrap();
+    assert!(results.iter().all(Result::is_ok));
+    let mut stream = work_stream(&producer, "replicated").await;
+    let info = stream.info().await.unwrap();
+    assert_eq!(info.config.num_replicas, 3);
+    assert_eq!(info.state.messages, 100);
+    assert_eq!(
+        info.cluster.as_ref().map(|c| c.replicas.len()),
+        Some(2),
+        "a leader and two replicas"
+    );
 }

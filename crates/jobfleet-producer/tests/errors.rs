@@ -230,3 +230,45 @@ async fn connect_errors() {
         .await
         .expect("right token connects");
 }
+
+#[tokio::test]
+async fn delayed_job_beyond_the_queues_max_age_is_refused() {
+    let server = NatsServer::start();
+    let producer = producer_with(&server, Duration::from_secs(5)).await;
+    let mut short = QueueConfig::new("short");
+    short.max_age = Some(Duration::from_secs(600));
+    producer.declare_queue(&short).await.unwrap();
+    let err = producer
+        .enqueue("short", Job::bytes("x").delay(Duration::from_secs(900)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), EnqueueErrorKind::InvalidOption);
+    producer
+        .enqueue("short", Job::bytes("x").delay(Duration::from_secs(30)))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn server_side_size_limit_is_payload_too_large() {
+    let server = NatsServer::start();
+    let producer = producer_with(&server, Duration::from_secs(5)).await;
+    producer
+        .declare_queue(&QueueConfig::new("shrinks"))
+        .await
+        .unwrap();
+    producer
+        .enqueue("shrinks", Job::bytes("warm the cache"))
+        .await
+        .unwrap();
+    // Another process lowers the limit; this producer's cached settings do not know yet.
+    let admin = producer_with(&server, Duration::from_secs(5)).await;
+    let mut smaller = QueueConfig::new("shrinks");
+    smaller.max_payload = Some(256);
+    admin.declare_queue(&smaller).await.unwrap();
+    let err = producer
+        .enqueue("shrinks", Job::bytes(vec![b'x'; 1024]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), EnqueueErrorKind::PayloadTooLarge);
+}

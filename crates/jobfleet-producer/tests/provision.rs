@@ -290,3 +290,69 @@ async fn enqueue_records_an_enqueued_audit_event_when_the_level_is_full() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn bounding_an_unbounded_queue_is_reported_and_the_rest_applied() {
+    let server = NatsServer::start();
+    let producer = producer(&server).await;
+    producer
+        .declare_queue(&QueueConfig::new("grows"))
+        .await
+        .unwrap();
+    let mut bounded = QueueConfig::new("grows");
+    bounded.max_messages = Some(10);
+    bounded.max_age = Some(Duration::from_secs(3600));
+    let declared = producer.declare_queue(&bounded).await.unwrap();
+    assert_eq!(
+        declared
+            .not_applied
+            .iter()
+            .map(|n| n.field.as_str())
+            .collect::<Vec<_>>(),
+        ["stream.max_messages"]
+    );
+    assert!(
+        declared.changed.iter().any(|c| c == "stream.max_age"),
+        "{:?}",
+        declared.changed
+    );
+    let config = producer
+        .jetstream()
+        .get_stream("JOBFLEET_Q_grows")
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .clone();
+    assert_eq!(
+        (config.max_messages, config.max_age),
+        (-1, Duration::from_secs(3600))
+    );
+    assert!(config.allow_message_schedules);
+}
+
+#[tokio::test]
+async fn the_audit_stream_follows_the_most_replicated_queue() {
+    let cluster = jobfleet_testkit::NatsCluster::start(3);
+    let producer = Producer::connect(ConnectOptions::new(cluster.urls()))
+        .await
+        .unwrap();
+    producer
+        .declare_queue(&QueueConfig::new("single"))
+        .await
+        .unwrap();
+    let mut replicated = QueueConfig::new("triple");
+    replicated.replicas = 3;
+    let declared = producer.declare_queue(&replicated).await.unwrap();
+    assert!(
+        declared.changed.iter().any(|c| c == "audit.replicas"),
+        "{:?}",
+        declared.changed
+    );
+    let audit = producer
+        .jetstream()
+        .get_stream(topology::AUDIT_STREAM)
+        .await
+        .unwrap();
+    assert_eq!(audit.cached_info().config.num_replicas, 3);
+}
