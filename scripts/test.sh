@@ -3,7 +3,8 @@
 # nats-py, maturin, pytest), formatting, lints, then all Rust tests, which start their own
 # real nats-server processes and run the Python protocol example.
 #
-# Usage: scripts/test.sh [extra cargo test args, e.g. a test name filter]
+# Usage: scripts/test.sh                       everything, as CI runs it
+#        scripts/test.sh -p CRATE [--test T] [FILTER]   only those tests (args go to cargo test)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -17,4 +18,8 @@ cargo fmt --all --check
 echo "==> cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo test" >&2
-cargo test --workspace --locked "$@"
+if [ "$#" -eq 0 ]; then
+    cargo test --workspace --locked
+else
+    cargo test --locked "$@"
+fi

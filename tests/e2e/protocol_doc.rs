@@ -2,7 +2,9 @@
 //! enqueued by the Rust producer is worked by plain nats-py, and a job enqueued by nats-py
 //! (with an idempotency key) gets the id the Rust side derives.
 
-use std::process::Command;
+use std::time::Duration;
+
+use tokio::process::Command;
 
 use jobfleet_core::{JobId, QueueConfig, QueueName};
 use jobfleet_producer::{ConnectOptions, Job, Producer};
@@ -35,11 +37,15 @@ async fn python_example_in_protocol_doc_interoperates() {
         .await
         .unwrap();
 
-    let output = Command::new(python())
+    let run = Command::new(python())
         .arg(&path)
         .env("NATS_URL", server.url())
         .env("QUEUE", "emails")
-        .output()
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the example finishes within a minute")
         .expect("run python");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(

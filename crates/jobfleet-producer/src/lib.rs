@@ -53,7 +53,3 @@ pub use jobfleet_core::{JobId, QueueConfig, QueueFile};
 pub use producer::{DEFAULT_BATCH_WINDOW, Enqueued, Producer, ProducerStats};
 pub use provision::{AUDIT_MAX_AGE, Declared, NotApplied, declare_queue};
 
-/// The README's Rust examples, compiled as doctests so they stay true.
-#[doc = include_str!("../../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;

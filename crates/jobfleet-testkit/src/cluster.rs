@@ -23,6 +23,18 @@ impl NatsCluster {
     /// When a node does not become healthy in time.
     pub fn start(size: usize) -> Self {
         assert!(size >= 1, "a cluster needs at least one node");
+        let mut last_log = String::new();
+        // A lost race for one of the 3 x size ports fails one node; start over on fresh ones.
+        for _ in 0..3 {
+            match Self::try_start(size) {
+                Ok(cluster) => return cluster,
+                Err(log) => last_log = log,
+            }
+        }
+        panic!("the {size}-node cluster did not start; last log:\n{last_log}");
+    }
+
+    fn try_start(size: usize) -> Result<Self, String> {
         let store = tempfile::Builder::new()
             .prefix("jobfleet-cluster-")
             .tempdir()
@@ -40,15 +52,15 @@ impl NatsCluster {
             })
             .collect();
         for node in &mut nodes {
-            node.wait_healthy(CLUSTER_START_TIMEOUT);
+            node.try_wait_healthy(CLUSTER_START_TIMEOUT)?;
         }
-        Self {
+        Ok(Self {
             nodes,
             _store: store,
-        }
+        })
     }
 
-    /// Client URLs of every node, comma-separated (what `async_nats::connect` accepts).
+    /// Client URLs of every node, comma-separated (what `ConnectOptions::new` accepts).
     pub fn urls(&self) -> String {
         self.nodes
             .iter()

@@ -5,17 +5,25 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 /// Whether `GET /healthz` on the monitoring port answers 200 (JetStream ready, and in a
-/// cluster, a meta leader known).
-pub(crate) fn healthy(monitor_port: u16) -> bool {
+/// cluster, a meta leader known), and `/varz` shows that the server answering is the one
+/// listening on `client_port` (not another test's server that won a port race).
+pub(crate) fn healthy(monitor_port: u16, client_port: u16) -> bool {
+    let ok = get(monitor_port, "/healthz")
+        .is_some_and(|r| r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"));
+    ok && get(monitor_port, "/varz").is_some_and(|r| {
+        r.contains(&format!("\"port\": {client_port},"))
+            || r.contains(&format!("\"port\":{client_port},"))
+    })
+}
+
+fn get(monitor_port: u16, path: &str) -> Option<String> {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", monitor_port)) else {
-        return false;
+        return None;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = "GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
-    response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")
+    Some(response)
 }

@@ -231,6 +231,11 @@ impl NatsServer {
         }
     }
 
+    /// [`NatsServer::wait_healthy`] that reports the log tail instead of panicking.
+    pub(crate) fn try_wait_healthy(&mut self, timeout: Duration) -> Result<(), String> {
+        self.wait_until_healthy(timeout)
+    }
+
     /// Starts a stopped server without waiting for it to be healthy (a cluster member
     /// becomes healthy only once its peers run).
     pub fn start_again(&mut self) {
@@ -260,10 +265,13 @@ impl NatsServer {
     fn wait_until_healthy(&mut self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         loop {
-            if healthy(self.monitor_port) {
+            if !self.is_running() {
+                return Err(self.log_tail());
+            }
+            if healthy(self.monitor_port, self.port) {
                 return Ok(());
             }
-            if !self.is_running() || Instant::now() >= deadline {
+            if Instant::now() >= deadline {
                 self.kill();
                 return Err(self.log_tail());
             }
@@ -315,12 +323,18 @@ impl Drop for NatsServer {
 
 fn signal(child: &Child, name: &str) {
     // The `kill` utility keeps the kit free of unsafe code and platform crates.
-    let _ = Command::new("kill")
+    let status = Command::new("kill")
         .arg(format!("-{name}"))
         .arg(child.id().to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+    if !status.as_ref().is_ok_and(|s| s.success()) {
+        eprintln!(
+            "jobfleet-testkit: could not send SIG{name} to nats-server {} ({status:?})",
+            child.id()
+        );
+    }
 }
 
 fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {

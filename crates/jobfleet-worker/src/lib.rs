@@ -65,3 +65,8 @@ pub use outcome::{HandlerError, Outcome};
 pub use stats::{StatsSnapshot, WorkerStats};
 pub use status::{JobStatus, job_history, job_status};
 pub use worker::{Worker, WorkerBuilder};
+
+/// The README's Rust examples, compiled as doctests so they stay true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
