@@ -52,4 +52,3 @@ pub use job::{Job, MAX_IDEMPOTENCY_KEY_LEN, MAX_JOB_DURATION};
 pub use jobfleet_core::{JobId, QueueConfig, QueueFile};
 pub use producer::{DEFAULT_BATCH_WINDOW, Enqueued, Producer, ProducerStats};
 pub use provision::{AUDIT_MAX_AGE, Declared, NotApplied, declare_queue};
-

@@ -33,5 +33,5 @@ mod wait;
 
 pub use binary::nats_server_binary;
 pub use cluster::NatsCluster;
-pub use server::{NatsServer, ServerBuilder};
+pub use server::{NatsServer, ServerBuilder, send_signal};
 pub use wait::{eventually, eventually_async};

@@ -322,18 +322,21 @@ impl Drop for NatsServer {
 }
 
 fn signal(child: &Child, name: &str) {
+    send_signal(child.id(), name);
+}
+
+/// Sends signal `name` (`TERM`, `KILL`, `STOP`, `CONT`, ...) to process `pid`, e.g. a worker
+/// process under test; reports on stderr when it could not be sent.
+pub fn send_signal(pid: u32, name: &str) {
     // The `kill` utility keeps the kit free of unsafe code and platform crates.
     let status = Command::new("kill")
         .arg(format!("-{name}"))
-        .arg(child.id().to_string())
+        .arg(pid.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
     if !status.as_ref().is_ok_and(|s| s.success()) {
-        eprintln!(
-            "jobfleet-testkit: could not send SIG{name} to nats-server {} ({status:?})",
-            child.id()
-        );
+        eprintln!("jobfleet-testkit: could not send SIG{name} to process {pid} ({status:?})");
     }
 }
 

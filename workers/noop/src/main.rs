@@ -47,6 +47,7 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,async_nats=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     if !(0.0..=1.0).contains(&args.fail_rate)
