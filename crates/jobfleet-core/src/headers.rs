@@ -16,6 +16,9 @@ pub const JOB_TYPE: &str = "Jobfleet-Type";
 /// starts a new JetStream delivery count). A decimal integer, `0` when absent. The attempt
 /// number of a delivery is `Jobfleet-Prior-Attempts + delivered`.
 pub const PRIOR_ATTEMPTS: &str = "Jobfleet-Prior-Attempts";
+/// How many times the job was redriven from the dead-letter stream (its "life"). A decimal
+/// integer, `0` when absent. Audit events of each life are kept apart by it.
+pub const LIFE: &str = "Jobfleet-Life";
 /// The job's attempt limit, overriding the queue default. A decimal integer >= 1.
 pub const MAX_ATTEMPTS: &str = "Jobfleet-Max-Attempts";
 /// The per-attempt timeout in milliseconds, overriding the queue default. A decimal integer >= 1.

@@ -22,6 +22,8 @@ pub struct JobMeta {
     pub job_type: Option<String>,
     /// Attempts consumed by earlier incarnations (see [`h::PRIOR_ATTEMPTS`]).
     pub prior_attempts: u32,
+    /// Redrives from the dead-letter stream so far (see [`h::LIFE`]).
+    pub life: u32,
     /// Attempt limit overriding the queue default.
     pub max_attempts: Option<u32>,
     /// Per-attempt timeout overriding the queue default.
@@ -47,6 +49,7 @@ impl JobMeta {
             id,
             job_type: None,
             prior_attempts: 0,
+            life: 0,
             max_attempts: None,
             timeout: None,
             enqueued_at,
@@ -85,6 +88,9 @@ impl JobMeta {
         }
         if self.prior_attempts > 0 {
             out.push((h::PRIOR_ATTEMPTS, self.prior_attempts.to_string()));
+        }
+        if self.life > 0 {
+            out.push((h::LIFE, self.life.to_string()));
         }
         if let Some(max) = self.max_attempts {
             out.push((h::MAX_ATTEMPTS, max.to_string()));
@@ -136,6 +142,7 @@ impl JobMeta {
             id,
             job_type: text(get(h::JOB_TYPE)),
             prior_attempts: number(h::PRIOR_ATTEMPTS, get(h::PRIOR_ATTEMPTS))?.unwrap_or(0),
+            life: number(h::LIFE, get(h::LIFE))?.unwrap_or(0),
             max_attempts: max_attempts.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
             timeout: timeout_ms.map(Duration::from_millis),
             enqueued_at,
@@ -213,6 +220,7 @@ mod tests {
         let mut meta = JobMeta::new(JobId::new(), datetime!(2026-11-23 13:00:00.5 UTC));
         meta.job_type = Some("send_email".into());
         meta.prior_attempts = 2;
+        meta.life = 1;
         meta.max_attempts = Some(7);
         meta.timeout = Some(Duration::from_millis(1500));
         meta.run_at = Some(datetime!(2026-11-23 14:00:00 UTC));

@@ -353,6 +353,7 @@ impl Runtime {
             delivery.attempt,
         );
         event.job_type.clone_from(&delivery.meta.job_type);
+        event.life = delivery.meta.life;
         event.stream_seq = Some(delivery.sequence);
         event.worker = Some(self.worker_id.clone());
         event

@@ -582,3 +582,94 @@ async fn status_of_unknown_job_is_none() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn redrive_puts_dead_jobs_back_and_they_run_in_a_new_life() {
+    let server = NatsServer::start();
+    let (producer, js) = setup(&server, &fast_queue("revive")).await;
+    let mut ids = Vec::new();
+    for kind in ["a", "b", "c"] {
+        ids.push(
+            producer
+                .enqueue("revive", Job::bytes(kind).job_type(kind))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    // First life: every job fails for good. After a redrive (life 1) they succeed.
+    let handler = handler_fn(|job: JobContext| async move {
+        if job.meta().life == 0 {
+            Ok(Outcome::fail("downstream said no"))
+        } else {
+            Ok(Outcome::Done)
+        }
+    });
+    let worker = Running::start(&server, "revive", handler).await;
+    worker
+        .until("three dead letters", |s| s.dead_lettered == 3)
+        .await;
+
+    let dead = jobfleet_worker::dead_letters(&js, "revive").await.unwrap();
+    assert_eq!(dead.len(), 3);
+    assert!(
+        dead.iter()
+            .all(|d| d.reason == "downstream said no" && d.attempts == 1 && d.dead_at.is_some())
+    );
+
+    let one = jobfleet_worker::redrive(
+        &js,
+        "revive",
+        jobfleet_worker::RedriveSelection::Ids(vec![ids[0]]),
+    )
+    .await
+    .unwrap();
+    assert_eq!((one.redriven.clone(), one.failed.len()), (vec![ids[0]], 0));
+    worker.until("the redriven job", |s| s.succeeded == 1).await;
+
+    let matching = jobfleet_worker::RedriveSelection::Matching(Box::new(|d| {
+        d.meta.as_ref().and_then(|m| m.job_type.as_deref()) == Some("b")
+    }));
+    assert_eq!(
+        jobfleet_worker::redrive(&js, "revive", matching)
+            .await
+            .unwrap()
+            .redriven,
+        vec![ids[1]]
+    );
+    assert_eq!(
+        jobfleet_worker::redrive(&js, "revive", jobfleet_worker::RedriveSelection::All)
+            .await
+            .unwrap()
+            .redriven,
+        vec![ids[2]]
+    );
+    worker
+        .until("every redriven job", |s| s.succeeded == 3)
+        .await;
+    worker.stop().await;
+
+    assert!(
+        jobfleet_worker::dead_letters(&js, "revive")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(stream_messages(&js, "JOBFLEET_Q_revive").await, 0);
+    for id in ids {
+        let history = job_history(&js, id).await.unwrap();
+        let kinds: Vec<_> = history.iter().map(|e| (e.event, e.life)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (AuditEventKind::Enqueued, 0),
+                (AuditEventKind::Started, 0),
+                (AuditEventKind::DeadLettered, 0),
+                (AuditEventKind::Redriven, 1),
+                (AuditEventKind::Started, 1),
+                (AuditEventKind::Succeeded, 1),
+            ],
+            "job {id}"
+        );
+    }
+}

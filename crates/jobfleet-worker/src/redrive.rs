@@ -1,0 +1,227 @@
+//! Browsing a queue's dead letters and putting them back on the queue (redrive).
+//!
+//! A redriven job keeps its id and payload, starts over with no attempts used, and begins a
+//! new life (`Jobfleet-Life` + 1), so its new audit events, terminal one included, are kept
+//! apart from the old ones. Each dead letter is re-published (message id
+//! `<job-id>.redrive.<life>`, so repeating a half-done redrive stores it once), its
+//! `redriven` audit event written, and only then deleted from the dead-letter stream.
+
+use async_nats::HeaderMap;
+use async_nats::header::NATS_MESSAGE_ID;
+use async_nats::jetstream::{self, stream::DirectGetErrorKind};
+use bytes::Bytes;
+use jobfleet_core::{
+    AuditEvent, AuditEventKind, AuditLevel, JobId, JobMeta, QueueName, headers as h,
+    parse_timestamp,
+};
+use time::OffsetDateTime;
+
+use crate::audit::AuditSink;
+use crate::error::{WorkerError, WorkerErrorKind};
+use crate::settings::QueueSettings;
+
+/// One job in a queue's dead-letter stream.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DeadLetter {
+    /// The job's id.
+    pub id: JobId,
+    /// Its sequence in the dead-letter stream.
+    pub sequence: u64,
+    /// Why it died.
+    pub reason: String,
+    /// Attempts it made.
+    pub attempts: u32,
+    /// When it died.
+    pub dead_at: Option<OffsetDateTime>,
+    /// Its metadata, as it was when it died.
+    pub meta: Option<JobMeta>,
+    /// All headers of the dead-letter copy.
+    pub headers: HeaderMap,
+    /// The payload.
+    pub payload: Bytes,
+}
+
+/// Which dead letters to redrive.
+#[non_exhaustive]
+pub enum RedriveSelection {
+    /// Every dead letter of the queue.
+    All,
+    /// These job ids.
+    Ids(Vec<JobId>),
+    /// Those the predicate accepts.
+    Matching(Box<dyn Fn(&DeadLetter) -> bool + Send + Sync>),
+}
+
+impl std::fmt::Debug for RedriveSelection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::All => f.write_str("All"),
+            Self::Ids(ids) => f.debug_tuple("Ids").field(ids).finish(),
+            Self::Matching(_) => f.write_str("Matching(..)"),
+        }
+    }
+}
+
+/// What a redrive did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct RedriveReport {
+    /// Jobs put back on the queue.
+    pub redriven: Vec<JobId>,
+    /// Jobs that could not be put back (they stay dead), with the reason.
+    pub failed: Vec<(JobId, String)>,
+}
+
+fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> WorkerError {
+    WorkerError::with_source(
+        WorkerErrorKind::Unavailable,
+        "cannot read the dead-letter stream",
+        err,
+    )
+}
+
+/// Every dead letter of `queue`, oldest first.
+///
+/// # Errors
+///
+/// [`WorkerErrorKind::UnknownQueue`] when the queue does not exist; `Unavailable` when its
+/// dead-letter stream cannot be read.
+pub async fn dead_letters(
+    js: &jetstream::Context,
+    queue: &str,
+) -> Result<Vec<DeadLetter>, WorkerError> {
+    let name = QueueSettings::load(js, queue).await?.name;
+    let stream = js
+        .get_stream(name.dead_letter_stream_name())
+        .await
+        .map_err(unavailable)?;
+    let mut out = Vec::new();
+    let mut next = 1;
+    loop {
+        match stream
+            .direct_get_next_for_subject(name.dead_letter_subjects(), Some(next))
+            .await
+        {
+            Ok(message) => {
+                next = message.sequence + 1;
+                out.push(decode(message));
+            }
+            Err(err) if err.kind() == DirectGetErrorKind::NotFound => return Ok(out),
+            Err(err) => return Err(unavailable(err)),
+        }
+    }
+}
+
+fn decode(message: jetstream::message::StreamMessage) -> DeadLetter {
+    let headers = message.headers;
+    let get = |name: &str| headers.get(name).map(|v| v.as_str().to_owned());
+    let meta = JobMeta::from_headers(|n| headers.get(n).map(|v| v.as_str()), message.time).ok();
+    let id = meta.as_ref().map(|m| m.id).or_else(|| {
+        // Malformed jobs are filed under a fresh id in the subject's last token.
+        message
+            .subject
+            .rsplit('.')
+            .next()
+            .and_then(|t| t.parse().ok())
+    });
+    DeadLetter {
+        id: id.unwrap_or_default(),
+        sequence: message.sequence,
+        reason: get(h::DEAD_REASON).unwrap_or_default(),
+        attempts: get(h::DEAD_ATTEMPTS)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(0),
+        dead_at: get(h::DEAD_AT).and_then(|t| parse_timestamp(&t).ok()),
+        meta,
+        headers,
+        payload: message.payload,
+    }
+}
+
+/// Puts the selected dead letters of `queue` back on it (see the module docs).
+///
+/// # Errors
+///
+/// [`WorkerErrorKind::UnknownQueue`] when the queue does not exist; `Unavailable` when its
+/// dead-letter stream cannot be read. Jobs that fail one by one are listed in
+/// [`RedriveReport::failed`] and stay dead.
+pub async fn redrive(
+    js: &jetstream::Context,
+    queue: &str,
+    selection: RedriveSelection,
+) -> Result<RedriveReport, WorkerError> {
+    let settings = QueueSettings::load(js, queue).await?;
+    let audit = AuditSink::new(js.clone(), settings.audit);
+    let dlq = js
+        .get_stream(settings.name.dead_letter_stream_name())
+        .await
+        .map_err(unavailable)?;
+    let mut report = RedriveReport::default();
+    for dead in dead_letters(js, queue).await? {
+        let chosen = match &selection {
+            RedriveSelection::All => true,
+            RedriveSelection::Ids(ids) => ids.contains(&dead.id),
+            RedriveSelection::Matching(accept) => accept(&dead),
+        };
+        if !chosen {
+            continue;
+        }
+        match redrive_one(js, &settings.name, &audit, settings.audit, &dead).await {
+            Ok(()) => match dlq.delete_message(dead.sequence).await {
+                Ok(_) => report.redriven.push(dead.id),
+                Err(err) => report.failed.push((
+                    dead.id,
+                    format!("re-queued, but not removed from the dead letters: {err}"),
+                )),
+            },
+            Err(err) => report.failed.push((dead.id, err.to_string())),
+        }
+    }
+    Ok(report)
+}
+
+async fn redrive_one(
+    js: &jetstream::Context,
+    queue: &QueueName,
+    audit: &AuditSink,
+    level: AuditLevel,
+    dead: &DeadLetter,
+) -> Result<(), async_nats::Error> {
+    let now = OffsetDateTime::now_utc();
+    let mut meta = dead
+        .meta
+        .clone()
+        .unwrap_or_else(|| JobMeta::new(dead.id, now));
+    meta.prior_attempts = 0;
+    meta.run_at = None;
+    meta.life = meta.life.saturating_add(1);
+    let mut headers = HeaderMap::new();
+    for (name, values) in dead.headers.iter() {
+        let name: &str = name.as_ref();
+        let lower = name.to_ascii_lowercase();
+        if lower.starts_with("nats-") || lower.starts_with("jobfleet-") {
+            continue;
+        }
+        for value in values {
+            headers.append(name, value.as_str());
+        }
+    }
+    for (name, value) in meta.to_headers() {
+        headers.insert(name, value);
+    }
+    headers.insert(
+        NATS_MESSAGE_ID,
+        format!("{}.redrive.{}", meta.id, meta.life),
+    );
+    js.publish_with_headers(queue.ready_subject(), headers, dead.payload.clone())
+        .await?
+        .await?;
+    if level.records(AuditEventKind::Redriven) {
+        let mut event = AuditEvent::new(AuditEventKind::Redriven, meta.id, queue.as_str(), now, 0);
+        event.life = meta.life;
+        event.job_type.clone_from(&meta.job_type);
+        audit.record(&event).await;
+    }
+    Ok(())
+}
