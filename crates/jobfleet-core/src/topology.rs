@@ -39,6 +39,10 @@ pub const METADATA_AUDIT: &str = "jobfleet.audit";
 /// because they also appear in file paths.
 pub const MAX_QUEUE_NAME_LEN: usize = 64;
 
+/// Name of the stream that durably captures the max-deliveries advisories of every queue's
+/// worker consumer (WorkQueue retention: each advisory is handled once).
+pub const ADVISORY_STREAM: &str = "JOBFLEET_ADVISORIES";
+
 /// Subject of a job's audit events.
 pub fn audit_subject(job: &JobId) -> String {
     format!("jobfleet.audit.{job}")
@@ -115,6 +119,21 @@ impl QueueName {
     /// The dead-letter subject of a job: `jobfleet.dlq.<q>.<job-id>`.
     pub fn dead_letter_subject(&self, job: &JobId) -> String {
         format!("jobfleet.dlq.{}.{job}", self.0)
+    }
+
+    /// The advisory JetStream sends when a job of this queue reached the worker consumer's
+    /// `max_deliver` without an outcome (its workers died or hung every time).
+    pub fn max_deliveries_advisory_subject(&self) -> String {
+        format!(
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{WORKER_CONSUMER}",
+            self.stream_name()
+        )
+    }
+
+    /// The durable consumer on [`ADVISORY_STREAM`] through which this queue's workers move
+    /// such jobs to the dead-letter stream: `mover_<q>`.
+    pub fn mover_consumer(&self) -> String {
+        format!("mover_{}", self.0)
     }
 
     /// The wildcard that covers every dead-letter subject of this queue.

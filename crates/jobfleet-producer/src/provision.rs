@@ -94,6 +94,7 @@ pub async fn declare_queue(
     )
     .await?;
     ensure_audit_stream(js, config, &mut declared).await?;
+    ensure_advisory_capture(js, config, &name).await?;
     if !declared.not_applied.is_empty() {
         tracing::warn!(queue = %name, not_applied = ?declared.not_applied, "queue declaration partly applied");
     }
@@ -441,6 +442,78 @@ async fn ensure_audit_stream(
                 Err(_) if js.get_stream(topology::AUDIT_STREAM).await.is_ok() => Ok(()),
                 Err(err) => Err(rejected(err)),
             }
+        }
+        Err(err) => Err(unavailable(err)),
+    }
+}
+
+/// Captures the queue's max-deliveries advisories in the shared advisory stream and creates
+/// the queue's mover consumer on it.
+async fn ensure_advisory_capture(
+    js: &jetstream::Context,
+    config: &QueueConfig,
+    name: &QueueName,
+) -> Result<(), ProvisionError> {
+    let subject = name.max_deliveries_advisory_subject();
+    match js.get_stream(topology::ADVISORY_STREAM).await {
+        Ok(stream) => {
+            let mut current = stream.cached_info().config.clone();
+            let mut changed = false;
+            if !current.subjects.contains(&subject) {
+                current.subjects.push(subject.clone());
+                changed = true;
+            }
+            if current.num_replicas < usize::from(config.replicas) {
+                current.num_replicas = usize::from(config.replicas);
+                changed = true;
+            }
+            if changed {
+                js.update_stream(current).await.map_err(rejected)?;
+            }
+        }
+        Err(err) if matches!(err.kind(), GetStreamErrorKind::JetStream(e) if e.code() == 404) => {
+            let capture = stream::Config {
+                name: topology::ADVISORY_STREAM.to_owned(),
+                description: Some("jobfleet: max-deliveries advisories of queue workers, for the dead-letter mover".to_owned()),
+                subjects: vec![subject.clone()],
+                retention: RetentionPolicy::WorkQueue,
+                max_age: AUDIT_MAX_AGE,
+                num_replicas: usize::from(config.replicas),
+                storage: StorageType::File,
+                metadata: HashMap::from([(
+                    topology::METADATA_PROTOCOL.to_owned(),
+                    topology::PROTOCOL_VERSION.to_owned(),
+                )]),
+                ..Default::default()
+            };
+            if let Err(err) = js.create_stream(capture).await {
+                // Another process may have created it meanwhile; then try again to add ours.
+                if js.get_stream(topology::ADVISORY_STREAM).await.is_err() {
+                    return Err(rejected(err));
+                }
+                return Box::pin(ensure_advisory_capture(js, config, name)).await;
+            }
+        }
+        Err(err) => return Err(unavailable(err)),
+    }
+    let mover = pull::Config {
+        durable_name: Some(name.mover_consumer()),
+        description: Some(format!("jobfleet dead-letter mover of queue {name}")),
+        filter_subject: subject,
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
+        ..Default::default()
+    };
+    let existing: Result<Consumer<pull::Config>, _> = js
+        .get_consumer_from_stream(name.mover_consumer(), topology::ADVISORY_STREAM)
+        .await;
+    match existing {
+        Ok(_) => Ok(()),
+        Err(err) if matches!(err.kind(), ConsumerErrorKind::JetStream(e) if e.code() == 404) => {
+            js.create_consumer_on_stream(mover, topology::ADVISORY_STREAM)
+                .await
+                .map_err(rejected)?;
+            Ok(())
         }
         Err(err) => Err(unavailable(err)),
     }

@@ -3,7 +3,7 @@
 use async_nats::HeaderMap;
 use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream;
-use jobfleet_core::{AuditEvent, AuditLevel, topology};
+use jobfleet_core::{AuditEvent, AuditEventKind, AuditLevel, topology};
 
 /// Writes a queue's audit events at its level.
 #[derive(Debug, Clone)]
@@ -41,7 +41,7 @@ impl AuditSink {
             .publish_with_headers(subject, headers, payload.into())
             .await;
         match sent {
-            Ok(ack) if event.event.is_terminal() => match ack.await {
+            Ok(ack) if must_await(event.event) => match ack.await {
                 Ok(_) => true,
                 Err(err) => {
                     tracing::warn!(job_id = %event.job_id, error = %err, "terminal audit event not stored");
@@ -52,8 +52,14 @@ impl AuditSink {
             Ok(_) => true,
             Err(err) => {
                 tracing::warn!(job_id = %event.job_id, error = %err, "audit event not sent");
-                !event.event.is_terminal()
+                !must_await(event.event)
             }
         }
     }
+}
+
+/// Terminal events (the job is acked only after its terminal event exists) and redrives (the
+/// job is re-queued only after, so its history stays in order).
+fn must_await(kind: AuditEventKind) -> bool {
+    kind.is_terminal() || kind == AuditEventKind::Redriven
 }

@@ -52,6 +52,7 @@ mod error;
 mod execute;
 mod handler;
 mod lease;
+mod mover;
 mod outcome;
 mod redrive;
 mod settings;

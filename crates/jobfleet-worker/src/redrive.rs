@@ -214,14 +214,15 @@ async fn redrive_one(
         NATS_MESSAGE_ID,
         format!("{}.redrive.{}", meta.id, meta.life),
     );
-    js.publish_with_headers(queue.ready_subject(), headers, dead.payload.clone())
-        .await?
-        .await?;
+    // The event first (awaited), so the new life's history starts with it.
     if level.records(AuditEventKind::Redriven) {
         let mut event = AuditEvent::new(AuditEventKind::Redriven, meta.id, queue.as_str(), now, 0);
         event.life = meta.life;
         event.job_type.clone_from(&meta.job_type);
         audit.record(&event).await;
     }
+    js.publish_with_headers(queue.ready_subject(), headers, dead.payload.clone())
+        .await?
+        .await?;
     Ok(())
 }

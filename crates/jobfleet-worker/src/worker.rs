@@ -18,8 +18,10 @@ use crate::handler::Handler;
 use crate::settings::QueueSettings;
 use crate::stats::{StatsSnapshot, WorkerStats};
 
-/// How long one pull request waits on the server for jobs.
-const PULL_EXPIRES: Duration = Duration::from_secs(5);
+/// How long one pull request waits on the server for jobs. A pull request still open at
+/// shutdown is drained (its jobs handed back) rather than abandoned, so this also bounds how
+/// long an idle worker takes to stop.
+const PULL_EXPIRES: Duration = Duration::from_secs(2);
 
 /// Options of a worker. Obtain with [`Worker::builder`].
 #[derive(Debug, Clone)]
@@ -182,6 +184,10 @@ impl Worker {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> StatsSnapshot {
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
+        tracker.spawn(crate::mover::run_mover(
+            Arc::clone(&self.runtime),
+            stop.clone(),
+        ));
         let pulling = self.pull_loop(stop.clone(), tracker.clone());
         tokio::pin!(pulling);
         tokio::select! {
@@ -244,21 +250,20 @@ impl Worker {
                 .max_messages(permits.len())
                 .expires(PULL_EXPIRES)
                 .messages();
-            let mut batch = tokio::select! {
-                batch = request => match batch {
-                    Ok(batch) => batch,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "pull failed; retrying");
-                        drop(permits);
-                        tokio::select! {
-                            () = tokio::time::sleep(backoff) => {}
-                            () = stop.cancelled() => return,
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(2));
-                        continue;
+            // Not raced against shutdown: once sent, a pull request must be drained, or the
+            // server delivers jobs to an inbox nobody reads (leased until their ack wait).
+            let mut batch = match request.await {
+                Ok(batch) => batch,
+                Err(err) => {
+                    tracing::warn!(error = %err, "pull failed; retrying");
+                    drop(permits);
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = stop.cancelled() => return,
                     }
-                },
-                () = stop.cancelled() => return,
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
             };
             backoff = Duration::from_millis(100);
             loop {
@@ -286,11 +291,10 @@ impl Worker {
         }
     }
 
-    /// At shutdown, jobs already on their way to this process go straight back.
+    /// At shutdown, jobs already on their way to this process go straight back, until the
+    /// open pull request ends (at the latest when it expires).
     async fn hand_back_rest(batch: &mut jetstream::consumer::pull::Batch) {
-        while let Ok(Some(Ok(message))) =
-            tokio::time::timeout(Duration::from_millis(200), batch.next()).await
-        {
+        while let Some(Ok(message)) = batch.next().await {
             let _ = message.ack_with(AckKind::Nak(None)).await;
         }
     }

@@ -95,6 +95,17 @@ async fn stream_messages(js: &jetstream::Context, stream: &str) -> u64 {
         .messages
 }
 
+/// Waits until `stream` holds `count` messages: a WorkQueue stream deletes acked jobs
+/// asynchronously, a moment after a fire-and-forget ack.
+async fn settles_at(js: &jetstream::Context, stream: &str, count: u64) {
+    eventually_async(
+        &format!("{stream} to hold {count} messages"),
+        WAIT,
+        || async { (stream_messages(js, stream).await == count).then_some(()) },
+    )
+    .await;
+}
+
 async fn dead_letters(
     js: &jetstream::Context,
     queue: &str,
@@ -161,11 +172,7 @@ async fn every_job_succeeds_once_and_is_audited() {
             .iter()
             .all(|(_, attempt, n)| *attempt == 1 && n.is_some())
     );
-    assert_eq!(
-        stream_messages(&js, "JOBFLEET_Q_ok").await,
-        0,
-        "the queue stream ends empty"
-    );
+    settles_at(&js, "JOBFLEET_Q_ok", 0).await;
 
     for id in &ids {
         let status = job_status(&js, *id).await.unwrap().expect("audited");
@@ -238,7 +245,7 @@ async fn failing_twice_then_succeeding_follows_the_nak_schedule() {
     assert_eq!(retried.len(), 2);
     assert_eq!(retried[0].retry_in_ms, Some(200));
     assert!(retried[0].error.as_deref().unwrap().contains("not yet"));
-    assert_eq!(stream_messages(&js, "JOBFLEET_Q_flaky").await, 0);
+    settles_at(&js, "JOBFLEET_Q_flaky", 0).await;
 }
 
 #[tokio::test]
@@ -308,7 +315,7 @@ async fn long_retry_delays_go_through_a_schedule_and_keep_counting_attempts() {
         "application headers are kept"
     );
     assert!(seen[1].2 - seen[0].2 >= Duration::from_millis(1350));
-    assert_eq!(stream_messages(&js, "JOBFLEET_Q_patient").await, 0);
+    settles_at(&js, "JOBFLEET_Q_patient", 0).await;
 }
 
 #[tokio::test]
@@ -344,7 +351,7 @@ async fn permanent_failures_and_exhausted_attempts_are_dead_lettered() {
         (4, 1),
         "fail and bad JSON run once, exhaust twice"
     );
-    assert_eq!(stream_messages(&js, "JOBFLEET_Q_doomed").await, 0);
+    settles_at(&js, "JOBFLEET_Q_doomed", 0).await;
 
     let dead = dead_letters(&js, "doomed").await;
     assert_eq!(dead.len(), 3);
@@ -420,7 +427,7 @@ async fn malformed_jobs_are_dead_lettered_without_running() {
             .as_str()
             .starts_with("malformed job")
     );
-    assert_eq!(stream_messages(&js, "JOBFLEET_Q_raw").await, 0);
+    settles_at(&js, "JOBFLEET_Q_raw", 0).await;
 }
 
 #[tokio::test]
@@ -525,10 +532,7 @@ async fn shutdown_lets_running_jobs_finish_and_pulls_no_more() {
     assert_eq!(stats.started, stats.succeeded, "every started job finished");
     assert!(stats.succeeded < 20, "it stopped pulling");
     assert_eq!(stats.released, 0);
-    assert_eq!(
-        stream_messages(&js, "JOBFLEET_Q_drain").await,
-        20 - stats.succeeded
-    );
+    settles_at(&js, "JOBFLEET_Q_drain", 20 - stats.succeeded).await;
     let consumer: jetstream::consumer::PullConsumer = js
         .get_consumer_from_stream("workers", "JOBFLEET_Q_drain")
         .await
@@ -655,7 +659,7 @@ async fn redrive_puts_dead_jobs_back_and_they_run_in_a_new_life() {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(stream_messages(&js, "JOBFLEET_Q_revive").await, 0);
+    settles_at(&js, "JOBFLEET_Q_revive", 0).await;
     for id in ids {
         let history = job_history(&js, id).await.unwrap();
         let kinds: Vec<_> = history.iter().map(|e| (e.event, e.life)).collect();
@@ -672,4 +676,71 @@ async fn redrive_puts_dead_jobs_back_and_they_run_in_a_new_life() {
             "job {id}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_job_left_undeliverable_by_max_deliver_is_moved_to_the_dead_letters() {
+    let server = NatsServer::start();
+    let mut queue = fast_queue("stuck");
+    queue.worker.max_attempts = 1; // max_deliver = 2
+    queue.worker.ack_wait = Duration::from_millis(300);
+    let (producer, js) = setup(&server, &queue).await;
+    let job = producer
+        .enqueue("stuck", Job::bytes("payload"))
+        .await
+        .unwrap();
+
+    // Two deliveries that never get an outcome, as if two workers died holding the job.
+    let consumer: jetstream::consumer::PullConsumer = js
+        .get_consumer_from_stream("workers", "JOBFLEET_Q_stuck")
+        .await
+        .unwrap();
+    for delivery in 1..=2 {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1)
+            .expires(Duration::from_secs(5))
+            .messages()
+            .await
+            .unwrap();
+        let message = futures::StreamExt::next(&mut batch)
+            .await
+            .expect("a delivery")
+            .unwrap();
+        assert_eq!(message.info().unwrap().delivered, delivery);
+    }
+    // JetStream now keeps the job but will not deliver it again; the mover must act.
+    let ran = Arc::new(AtomicU32::new(0));
+    let handler = {
+        let ran = Arc::clone(&ran);
+        handler_fn(move |_job: JobContext| {
+            ran.fetch_add(1, Ordering::SeqCst);
+            async { Ok(Outcome::Done) }
+        })
+    };
+    let worker = Running::start(&server, "stuck", handler).await;
+    let status = eventually_async("the job to be dead-lettered", WAIT, || async {
+        job_status(&js, job.id)
+            .await
+            .unwrap()
+            .filter(|s| s.last.event == AuditEventKind::DeadLettered)
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    assert!(
+        status
+            .last
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("no outcome after 2 deliveries")
+    );
+    settles_at(&js, "JOBFLEET_Q_stuck", 0).await;
+    let dead = jobfleet_worker::dead_letters(&js, "stuck").await.unwrap();
+    assert_eq!(
+        (dead.len(), dead[0].id, &dead[0].payload[..]),
+        (1, job.id, &b"payload"[..])
+    );
+    settles_at(&js, topology::ADVISORY_STREAM, 0).await;
 }
