@@ -1,9 +1,10 @@
 //! `jobfleet-bench`: prints jobfleet's throughput beside the raw async-nats baseline measured
 //! on the same server in the same run, as ratios (this machine is noisy; ratios are not).
 //!
-//! Usage: `jobfleet-bench enqueue [--jobs N] [--rounds R]`. Starts its own nats-server (file
+//! Usage: `jobfleet-bench enqueue|drain [--jobs N] [--rounds R]`. Starts its own nats-server (file
 //! storage, R1) unless `NATS_URL` is set.
 
+mod drain;
 mod enqueue;
 mod report;
 
@@ -51,7 +52,7 @@ async fn main() {
         Ok(parsed) => parsed,
         Err(err) => {
             eprintln!(
-                "jobfleet-bench: {err}\nusage: jobfleet-bench enqueue [--jobs N] [--single-jobs N] [--rounds R] [--payload BYTES]"
+                "jobfleet-bench: {err}\nusage: jobfleet-bench enqueue|drain [--jobs N] [--single-jobs N] [--rounds R] [--payload BYTES]"
             );
             std::process::exit(2);
         }
@@ -71,8 +72,9 @@ async fn main() {
         .expect("connect to NATS");
     match command.as_str() {
         "enqueue" => enqueue::run(client, params).await,
+        "drain" => drain::run(client, params).await,
         other => {
-            eprintln!("jobfleet-bench: unknown benchmark {other:?} (available: enqueue)");
+            eprintln!("jobfleet-bench: unknown benchmark {other:?} (available: enqueue, drain)");
             std::process::exit(2);
         }
     }

@@ -17,6 +17,11 @@ impl AuditSink {
         Self { js, level }
     }
 
+    /// Whether events of `kind` are recorded (check before building one).
+    pub(crate) fn wants(&self, kind: AuditEventKind) -> bool {
+        self.level.records(kind)
+    }
+
     /// Records `event` if the level asks for it. Terminal events are awaited until stored,
     /// because the job is acknowledged only after its terminal event exists; the others are
     /// handed to the connection and not awaited (they are informational).

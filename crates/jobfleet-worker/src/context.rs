@@ -15,7 +15,7 @@ use crate::outcome::HandlerError;
 #[derive(Debug, Clone)]
 pub struct JobContext {
     pub(crate) meta: JobMeta,
-    pub(crate) queue: String,
+    pub(crate) queue: std::sync::Arc<str>,
     pub(crate) attempt: u32,
     pub(crate) max_attempts: u32,
     pub(crate) timeout: Duration,

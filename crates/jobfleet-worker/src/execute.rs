@@ -28,6 +28,8 @@ pub(crate) struct Runtime {
     pub(crate) client: async_nats::Client,
     pub(crate) js: jetstream::Context,
     pub(crate) settings: QueueSettings,
+    /// The queue's name, shared with every job's context.
+    pub(crate) queue: Arc<str>,
     pub(crate) schedules: bool,
     pub(crate) audit: AuditSink,
     pub(crate) handler: Arc<dyn Handler>,
@@ -72,13 +74,25 @@ impl Runtime {
         let (sequence, delivered, published) =
             (info.stream_sequence, info.delivered, info.published);
         let delivered = u32::try_from(delivered).unwrap_or(u32::MAX);
-        let headers = message.headers.clone().unwrap_or_default();
-        let meta = match JobMeta::from_headers(|n| headers.get(n).map(|v| v.as_str()), published) {
+        // One pass over the headers: `HeaderMap::get(&str)` allocates a name per lookup, and
+        // decoding looks up a dozen names per job.
+        let decoded = {
+            let pairs: Vec<(&str, &str)> = message
+                .headers
+                .iter()
+                .flat_map(async_nats::HeaderMap::iter)
+                .filter_map(|(name, values)| Some((name.as_ref(), values.first()?.as_str())))
+                .collect();
+            JobMeta::from_headers(
+                |name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v),
+                published,
+            )
+        };
+        let meta = match decoded {
             Ok(meta) => meta,
             Err(err) => {
                 let reason = format!("malformed job: {err}");
-                return self
-                    .dead_letter_raw(message, None, &reason, delivered, sequence)
+                return Box::pin(self.dead_letter_raw(message, None, &reason, delivered, sequence))
                     .await;
             }
         };
@@ -98,7 +112,7 @@ impl Runtime {
             let reason = format!(
                 "attempts exhausted: attempt {attempt} of {max_attempts} (the previous attempt did not finish)"
             );
-            return self.settle(delivery, Verdict::Dead { reason }, None).await;
+            return Box::pin(self.settle(delivery, Verdict::Dead { reason }, None)).await;
         }
         self.run(delivery).await;
     }
@@ -109,17 +123,20 @@ impl Runtime {
             .timeout
             .unwrap_or(self.settings.worker.timeout);
         WorkerStats::bump(&self.stats.started);
-        self.audit
-            .record(&self.event(&delivery, AuditEventKind::Started))
-            .await;
+        if self.audit.wants(AuditEventKind::Started) {
+            self.audit
+                .record(&self.event(&delivery, AuditEventKind::Started))
+                .await;
+        }
 
         let lease = Lease::new(self.client.clone(), delivery.message.reply.clone());
-        let lease_done = CancellationToken::new();
-        lease.keep_alive(self.settings.worker.ack_wait / 3, lease_done.clone());
+        // Polled in this task (no task per job): extends the lease while the handler runs.
+        let renewer = lease.clone();
+        let keep_leased = Box::pin(renewer.renew_every(self.settings.worker.ack_wait / 3));
         let cancel = CancellationToken::new();
         let context = JobContext {
             meta: delivery.meta.clone(),
-            queue: self.settings.name.to_string(),
+            queue: Arc::clone(&self.queue),
             attempt: delivery.attempt,
             max_attempts: delivery.max_attempts,
             timeout,
@@ -135,13 +152,13 @@ impl Runtime {
         let result = tokio::select! {
             result = tokio::time::timeout(timeout, handler) => Some(result),
             () = self.abort.cancelled() => None,
+            never = keep_leased => match never {},
         };
         cancel.cancel();
-        lease_done.cancel();
         let elapsed = started.elapsed();
         let _entered = span.enter();
         let verdict = match result {
-            None => return self.release(delivery).await,
+            None => return Box::pin(self.release(delivery)).await,
             Some(Err(_elapsed)) => retry_on(
                 HandlerError::new(format!("timed out after {timeout:?}")).with_class("Timeout"),
             ),
@@ -179,12 +196,14 @@ impl Runtime {
         let duration_ms = elapsed.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         match verdict {
             Verdict::Success(result) => {
-                let mut event = self.event(&delivery, AuditEventKind::Succeeded);
-                event.duration_ms = duration_ms;
-                event.result = result;
-                // The terminal event first: if this worker dies before the ack, the redelivered
-                // run records the same event id, which JetStream drops.
-                self.audit.record(&event).await;
+                if self.audit.wants(AuditEventKind::Succeeded) {
+                    let mut event = self.event(&delivery, AuditEventKind::Succeeded);
+                    event.duration_ms = duration_ms;
+                    event.result = result;
+                    // The terminal event first: if this worker dies before the ack, the
+                    // redelivered run records the same event id, which JetStream drops.
+                    Box::pin(self.audit.record(&event)).await;
+                }
                 if let Err(err) = delivery.message.ack().await {
                     tracing::warn!(job_id = %delivery.meta.id, error = %err, "ack not sent; the job will run again");
                 }
@@ -202,7 +221,8 @@ impl Runtime {
                 event.error = Some(error);
                 event.retry_in_ms = Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
                 self.audit.record(&event).await;
-                self.retry(&delivery, delay).await;
+                // Boxed, like every rare path here, so the future spawned per job stays small.
+                Box::pin(self.retry(&delivery, delay)).await;
                 WorkerStats::bump(&self.stats.retried);
             }
             Verdict::Dead { reason } => {
@@ -217,7 +237,7 @@ impl Runtime {
                     sequence,
                     ..
                 } = delivery;
-                self.finish_dead(
+                Box::pin(self.finish_dead(
                     message,
                     Some(&meta),
                     &headers,
@@ -225,7 +245,7 @@ impl Runtime {
                     attempts,
                     sequence,
                     Some(event),
-                )
+                ))
                 .await;
             }
         }

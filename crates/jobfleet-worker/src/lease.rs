@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use async_nats::Subject;
-use tokio_util::sync::CancellationToken;
 
 /// The lease of one delivery: progress acks go to its reply subject.
 #[derive(Debug, Clone)]
@@ -26,17 +25,12 @@ impl Lease {
         }
     }
 
-    /// Extends the lease every `every` until `done` is cancelled.
-    pub(crate) fn keep_alive(&self, every: Duration, done: CancellationToken) {
-        let lease = self.clone();
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            loop {
-                tokio::select! {
-                    () = done.cancelled() => return,
-                    _ = ticker.tick() => lease.extend().await,
-                }
-            }
-        });
+    /// Extends the lease every `every`, forever: race it against the work it covers.
+    pub(crate) async fn renew_every(&self, every: Duration) -> std::convert::Infallible {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            ticker.tick().await;
+            self.extend().await;
+        }
     }
 }

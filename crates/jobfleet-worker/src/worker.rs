@@ -108,6 +108,7 @@ impl WorkerBuilder {
         let worker_id = self.worker_id.unwrap_or_else(default_worker_id);
         let stats = Arc::new(WorkerStats::default());
         let runtime = Runtime {
+            queue: std::sync::Arc::from(settings.name.as_str()),
             client: self.client,
             audit: AuditSink::new(js.clone(), settings.audit),
             js,
@@ -241,8 +242,16 @@ impl Worker {
                 () = stop.cancelled() => return,
             };
             let mut permits: Vec<OwnedSemaphorePermit> = vec![first];
-            while let Ok(permit) = Arc::clone(&slots).try_acquire_owned() {
-                permits.push(permit);
+            // Under load most slots are held by jobs that finish in a moment: give them a few
+            // turns to, so one pull asks for many jobs rather than one round trip per job.
+            for _ in 0..8 {
+                while let Ok(permit) = Arc::clone(&slots).try_acquire_owned() {
+                    permits.push(permit);
+                }
+                if permits.len() * 2 >= self.concurrency {
+                    break;
+                }
+                tokio::task::yield_now().await;
             }
             let request = self
                 .consumer
@@ -279,7 +288,10 @@ impl Worker {
                         let permit = permits
                             .pop()
                             .expect("the server sends at most the slots asked for");
-                        tracker.spawn(Arc::clone(&self.runtime).process(message, permit));
+                        // Boxed: the job's future is a few KB, and a spawn would copy it
+                        // several times over; moving a pointer is free.
+                        let job = Box::pin(Arc::clone(&self.runtime).process(message, permit));
+                        tracker.spawn(job);
                     }
                     Some(Err(err)) => {
                         tracing::debug!(error = %err, "pull ended");
