@@ -154,6 +154,25 @@ impl JobMeta {
         })
     }
 
+    /// The W3C trace id (32 hex digits) of `traceparent`, when it is well formed
+    /// (`<version>-<trace-id>-<parent-id>-<flags>`, trace id not all zeros).
+    pub fn trace_id(&self) -> Option<&str> {
+        let mut parts = self.traceparent.as_deref()?.split('-');
+        let (version, trace, parent, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let hex = |s: &str, len: usize| {
+            s.len() == len
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        (hex(version, 2)
+            && hex(trace, 32)
+            && hex(parent, 16)
+            && hex(flags, 2)
+            && trace.bytes().any(|b| b != b'0'))
+        .then_some(trace)
+    }
+
     /// The payload media type, defaulting to `application/json`.
     pub fn content_type(&self) -> &str {
         self.content_type
@@ -247,6 +266,23 @@ mod tests {
         let back =
             JobMeta::from_headers(|k| map.get(k).map(String::as_str), meta.enqueued_at).unwrap();
         assert_eq!(back, meta);
+    }
+
+    #[test]
+    fn trace_id_only_from_a_well_formed_traceparent() {
+        let mut meta = JobMeta::new(JobId::new(), OffsetDateTime::now_utc());
+        assert_eq!(meta.trace_id(), None);
+        meta.traceparent = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
+        assert_eq!(meta.trace_id(), Some("0af7651916cd43dd8448eb211c80319c"));
+        for bad in [
+            "garbage",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad",
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
+        ] {
+            meta.traceparent = Some(bad.into());
+            assert_eq!(meta.trace_id(), None, "{bad}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use jobfleet_core::{AuditEvent, AuditEventKind, JobMeta, format_timestamp};
 use time::OffsetDateTime;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::audit::AuditSink;
 use crate::context::JobContext;
@@ -146,9 +147,17 @@ impl Runtime {
             cancel: cancel.clone(),
             lease,
         };
-        let span = tracing::info_span!("job", job_id = %delivery.meta.id, queue = %self.settings.name, attempt = delivery.attempt);
+        // The job's span carries the producer's trace id, so logs of an attempt join its trace.
+        let span = tracing::info_span!(
+            "job",
+            job_id = %delivery.meta.id,
+            queue = %self.settings.name,
+            attempt = delivery.attempt,
+            trace_id = delivery.meta.trace_id().unwrap_or(""),
+        );
         let started = Instant::now();
-        let handler = AssertUnwindSafe(self.handler.call(context)).catch_unwind();
+        let handler =
+            AssertUnwindSafe(self.handler.call(context).instrument(span.clone())).catch_unwind();
         let result = tokio::select! {
             result = tokio::time::timeout(timeout, handler) => Some(result),
             () = self.abort.cancelled() => None,
@@ -376,6 +385,7 @@ impl Runtime {
         event.life = delivery.meta.life;
         event.stream_seq = Some(delivery.sequence);
         event.worker = Some(self.worker_id.clone());
+        event.trace_id = delivery.meta.trace_id().map(str::to_owned);
         event
     }
 }

@@ -196,7 +196,11 @@ async fn every_job_succeeds_once_and_is_audited() {
 async fn failing_twice_then_succeeding_follows_the_nak_schedule() {
     let server = NatsServer::start();
     let (producer, js) = setup(&server, &fast_queue("flaky")).await;
-    let job = producer.enqueue("flaky", Job::bytes("{}")).await.unwrap();
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let job = producer
+        .enqueue("flaky", Job::bytes("{}").traceparent(traceparent))
+        .await
+        .unwrap();
     let attempts = Arc::new(Mutex::new(Vec::<(u32, Instant)>::new()));
     let handler = {
         let attempts = Arc::clone(&attempts);
@@ -243,6 +247,14 @@ async fn failing_twice_then_succeeding_follows_the_nak_schedule() {
         .filter(|e| e.event == AuditEventKind::Retried)
         .collect();
     assert_eq!(retried.len(), 2);
+    let traced = history
+        .iter()
+        .filter(|e| e.trace_id.as_deref() == Some("0af7651916cd43dd8448eb211c80319c"))
+        .count();
+    assert_eq!(
+        traced, 6,
+        "every worker event carries the producer's trace id: {history:?}"
+    );
     assert_eq!(retried[0].retry_in_ms, Some(200));
     assert!(retried[0].error.as_deref().unwrap().contains("not yet"));
     settles_at(&js, "JOBFLEET_Q_flaky", 0).await;
