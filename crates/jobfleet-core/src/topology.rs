@@ -40,7 +40,7 @@ pub const METADATA_AUDIT: &str = "jobfleet.audit";
 pub const MAX_QUEUE_NAME_LEN: usize = 64;
 
 /// Name of the stream that durably captures the max-deliveries advisories of every queue's
-/// worker consumer (WorkQueue retention: each advisory is handled once).
+/// worker consumer; each queue's mover consumer handles each advisory once.
 pub const ADVISORY_STREAM: &str = "JOBFLEET_ADVISORIES";
 
 /// Subject of a job's audit events.

@@ -94,7 +94,7 @@ pub async fn declare_queue(
     )
     .await?;
     ensure_audit_stream(js, config, &mut declared).await?;
-    ensure_advisory_capture(js, config, &name).await?;
+    ensure_advisory_capture(js, config, &name, &mut declared).await?;
     if !declared.not_applied.is_empty() {
         tracing::warn!(queue = %name, not_applied = ?declared.not_applied, "queue declaration partly applied");
     }
@@ -453,22 +453,29 @@ async fn ensure_advisory_capture(
     js: &jetstream::Context,
     config: &QueueConfig,
     name: &QueueName,
+    declared: &mut Declared,
 ) -> Result<(), ProvisionError> {
     let subject = name.max_deliveries_advisory_subject();
     match js.get_stream(topology::ADVISORY_STREAM).await {
         Ok(stream) => {
-            let mut current = stream.cached_info().config.clone();
-            let mut changed = false;
+            let current = stream.cached_info().config.clone();
             if !current.subjects.contains(&subject) {
-                current.subjects.push(subject.clone());
-                changed = true;
+                let mut wider = current.clone();
+                wider.subjects.push(subject.clone());
+                js.update_stream(wider).await.map_err(rejected)?;
             }
             if current.num_replicas < usize::from(config.replicas) {
-                current.num_replicas = usize::from(config.replicas);
-                changed = true;
-            }
-            if changed {
-                js.update_stream(current).await.map_err(rejected)?;
+                // Scaling it while movers are bound to it proved unreliable (JetStream answers
+                // "insufficient resources" to the movers that follow), so it keeps the replica
+                // count of the first queue declared; say so.
+                declared.not_applied.push(NotApplied {
+                    field: "advisories.replicas".to_owned(),
+                    current: current.num_replicas.to_string(),
+                    wanted: config.replicas.to_string(),
+                    reason: "the shared advisory stream keeps the replica count it was created with; \
+                             declare the most replicated queue first, or scale JOBFLEET_ADVISORIES by hand"
+                        .to_owned(),
+                });
             }
         }
         Err(err) if matches!(err.kind(), GetStreamErrorKind::JetStream(e) if e.code() == 404) => {
@@ -476,7 +483,9 @@ async fn ensure_advisory_capture(
                 name: topology::ADVISORY_STREAM.to_owned(),
                 description: Some("jobfleet: max-deliveries advisories of queue workers, for the dead-letter mover".to_owned()),
                 subjects: vec![subject.clone()],
-                retention: RetentionPolicy::WorkQueue,
+                // Limits, not WorkQueue: a WorkQueue stream ties its consumers' replica count
+                // to its own, which would stop it from growing with the queues.
+                retention: RetentionPolicy::Limits,
                 max_age: AUDIT_MAX_AGE,
                 num_replicas: usize::from(config.replicas),
                 storage: StorageType::File,
@@ -491,7 +500,7 @@ async fn ensure_advisory_capture(
                 if js.get_stream(topology::ADVISORY_STREAM).await.is_err() {
                     return Err(rejected(err));
                 }
-                return Box::pin(ensure_advisory_capture(js, config, name)).await;
+                return Box::pin(ensure_advisory_capture(js, config, name, declared)).await;
             }
         }
         Err(err) => return Err(unavailable(err)),

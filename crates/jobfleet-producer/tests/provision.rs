@@ -355,4 +355,13 @@ async fn the_audit_stream_follows_the_most_replicated_queue() {
         .await
         .unwrap();
     assert_eq!(audit.cached_info().config.num_replicas, 3);
+    assert_eq!(
+        declared
+            .not_applied
+            .iter()
+            .map(|n| n.field.as_str())
+            .collect::<Vec<_>>(),
+        ["advisories.replicas"],
+        "the shared advisory stream's replica count is reported, not changed"
+    );
 }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::health::meta_leader_with_current_peers;
 use crate::ports::free_ports;
 use crate::server::NatsServer;
 
@@ -54,10 +55,36 @@ impl NatsCluster {
         for node in &mut nodes {
             node.try_wait_healthy(CLUSTER_START_TIMEOUT)?;
         }
-        Ok(Self {
+        let cluster = Self {
             nodes,
             _store: store,
-        })
+        };
+        cluster.wait_meta_ready()?;
+        Ok(cluster)
+    }
+
+    /// Waits until one node leads the JetStream meta group with every other node current;
+    /// before that, creating a replicated stream can fail with "insufficient resources".
+    fn wait_meta_ready(&self) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + CLUSTER_START_TIMEOUT;
+        let size = self.nodes.len();
+        loop {
+            if size == 1
+                || self
+                    .nodes
+                    .iter()
+                    .any(|n| meta_leader_with_current_peers(n.monitor_port(), size))
+            {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "no JetStream meta leader with {} current peers",
+                    size - 1
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Client URLs of every node, comma-separated (what `ConnectOptions::new` accepts).

@@ -16,7 +16,7 @@ pub(crate) fn healthy(monitor_port: u16, client_port: u16) -> bool {
     })
 }
 
-fn get(monitor_port: u16, path: &str) -> Option<String> {
+pub(crate) fn get(monitor_port: u16, path: &str) -> Option<String> {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", monitor_port)) else {
         return None;
     };
@@ -26,4 +26,25 @@ fn get(monitor_port: u16, path: &str) -> Option<String> {
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
     Some(response)
+}
+
+/// Whether the node on `monitor_port` leads a JetStream meta group in which all `size - 1`
+/// other nodes are current: only then can streams with `size` replicas be placed.
+pub(crate) fn meta_leader_with_current_peers(monitor_port: u16, size: usize) -> bool {
+    let Some(response) = get(monitor_port, "/jsz") else {
+        return false;
+    };
+    let Some(body) = response.split("\r\n\r\n").nth(1) else {
+        return false;
+    };
+    let Ok(jsz) = serde_json::from_str::<serde_json::Value>(body) else {
+        return false;
+    };
+    let meta = &jsz["meta_cluster"];
+    let replicas = meta["replicas"].as_array().map_or(&[][..], Vec::as_slice);
+    meta["leader"].as_str().is_some_and(|l| !l.is_empty())
+        && replicas.len() + 1 == size
+        && replicas
+            .iter()
+            .all(|r| r["current"].as_bool() == Some(true))
 }

@@ -154,6 +154,11 @@ impl NatsServer {
         self.port
     }
 
+    /// The HTTP monitoring port.
+    pub fn monitor_port(&self) -> u16 {
+        self.monitor_port
+    }
+
     /// The HTTP monitoring URL, `http://127.0.0.1:<port>`.
     pub fn monitor_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.monitor_port)

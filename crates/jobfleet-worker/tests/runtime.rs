@@ -754,5 +754,14 @@ async fn a_job_left_undeliverable_by_max_deliver_is_moved_to_the_dead_letters() 
         (dead.len(), dead[0].id, &dead[0].payload[..]),
         (1, job.id, &b"payload"[..])
     );
-    settles_at(&js, topology::ADVISORY_STREAM, 0).await;
+    let mut mover: jetstream::consumer::PullConsumer = js
+        .get_consumer_from_stream("mover_stuck", topology::ADVISORY_STREAM)
+        .await
+        .unwrap();
+    let mover = mover.info().await.unwrap();
+    assert_eq!(
+        (mover.num_pending, mover.num_ack_pending),
+        (0, 0),
+        "the advisory was handled"
+    );
 }
