@@ -7,6 +7,8 @@
 use async_nats::HeaderMap;
 use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream;
+
+use crate::copy_headers::carried_headers;
 use bytes::Bytes;
 use jobfleet_core::{JobId, JobMeta, QueueName, format_timestamp, headers as h};
 use time::OffsetDateTime;
@@ -28,17 +30,8 @@ pub(crate) async fn publish_dead_letter(
     payload: Bytes,
     death: &Death<'_>,
 ) -> Result<(), async_nats::Error> {
-    let mut headers = HeaderMap::new();
     // Application headers travel along; NATS control headers (message id, schedule) must not.
-    for (name, values) in original.iter() {
-        let name: &str = name.as_ref();
-        if name.len() >= 5 && name[..5].eq_ignore_ascii_case("nats-") {
-            continue;
-        }
-        for value in values {
-            headers.append(name, value.as_str());
-        }
-    }
+    let mut headers = carried_headers(Some(original), true);
     let id = meta.map_or_else(JobId::new, |m| m.id);
     if let Some(meta) = meta {
         for (name, value) in meta.to_headers() {

@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use crate::audit::AuditSink;
 use crate::context::JobContext;
+use crate::copy_headers::carried_headers;
 use crate::dead_letter::{Death, publish_dead_letter};
 use crate::handler::Handler;
 use crate::lease::Lease;
@@ -273,7 +274,7 @@ impl Runtime {
         meta.prior_attempts = delivery.attempt;
         let run_at = OffsetDateTime::now_utc() + delay;
         meta.run_at = Some(run_at);
-        let mut headers = application_headers(delivery.message.headers.as_ref());
+        let mut headers = carried_headers(delivery.message.headers.as_ref(), false);
         for (name, value) in meta.to_headers() {
             headers.insert(name, value);
         }
@@ -395,22 +396,6 @@ fn retry_on(error: HandlerError) -> Verdict {
         after: None,
         error: error.to_string(),
     }
-}
-
-/// The headers of `original` that are the application's (neither `Nats-*` nor `Jobfleet-*`).
-fn application_headers(original: Option<&HeaderMap>) -> HeaderMap {
-    let mut out = HeaderMap::new();
-    for (name, values) in original.into_iter().flat_map(HeaderMap::iter) {
-        let name: &str = name.as_ref();
-        let lower = name.to_ascii_lowercase();
-        if lower.starts_with("nats-") || lower.starts_with("jobfleet-") {
-            continue;
-        }
-        for value in values {
-            out.append(name, value.as_str());
-        }
-    }
-    out
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

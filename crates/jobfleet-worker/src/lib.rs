@@ -47,6 +47,7 @@
 
 mod audit;
 mod context;
+mod copy_headers;
 mod dead_letter;
 mod error;
 mod execute;

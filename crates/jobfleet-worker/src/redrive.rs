@@ -17,6 +17,7 @@ use jobfleet_core::{
 use time::OffsetDateTime;
 
 use crate::audit::AuditSink;
+use crate::copy_headers::carried_headers;
 use crate::error::{WorkerError, WorkerErrorKind};
 use crate::settings::QueueSettings;
 
@@ -196,17 +197,7 @@ async fn redrive_one(
     meta.prior_attempts = 0;
     meta.run_at = None;
     meta.life = meta.life.saturating_add(1);
-    let mut headers = HeaderMap::new();
-    for (name, values) in dead.headers.iter() {
-        let name: &str = name.as_ref();
-        let lower = name.to_ascii_lowercase();
-        if lower.starts_with("nats-") || lower.starts_with("jobfleet-") {
-            continue;
-        }
-        for value in values {
-            headers.append(name, value.as_str());
-        }
-    }
+    let mut headers = carried_headers(Some(&dead.headers), false);
     for (name, value) in meta.to_headers() {
         headers.insert(name, value);
     }
