@@ -69,6 +69,7 @@ impl Runtime {
         message: jetstream::Message,
         _permit: OwnedSemaphorePermit,
     ) {
+        let _in_flight = InFlight::enter(Arc::clone(&self.stats));
         let Ok(info) = message.info() else {
             tracing::error!(subject = %message.subject, "delivery without JetStream metadata; ignored");
             return;
@@ -125,6 +126,14 @@ impl Runtime {
             .timeout
             .unwrap_or(self.settings.worker.timeout);
         WorkerStats::bump(&self.stats.started);
+        if delivery.attempt == delivery.meta.prior_attempts + 1 {
+            // First delivery of this incarnation: how long it waited to be picked up.
+            let ready_at = delivery.meta.run_at.unwrap_or(delivery.meta.enqueued_at);
+            let waited = OffsetDateTime::now_utc() - ready_at;
+            self.stats
+                .queue_wait
+                .observe(Duration::try_from(waited).unwrap_or_default());
+        }
         if self.audit.wants(AuditEventKind::Started) {
             self.audit
                 .record(&self.event(&delivery, AuditEventKind::Started))
@@ -166,6 +175,7 @@ impl Runtime {
         };
         cancel.cancel();
         let elapsed = started.elapsed();
+        self.stats.handler_duration.observe(elapsed);
         let _entered = span.enter();
         let verdict = match result {
             None => return Box::pin(self.release(delivery)).await,
@@ -388,6 +398,26 @@ impl Runtime {
         event.worker = Some(self.worker_id.clone());
         event.trace_id = delivery.meta.trace_id().map(str::to_owned);
         event
+    }
+}
+
+/// Counts a delivery in the in-flight gauge for as long as it is held.
+struct InFlight(Arc<WorkerStats>);
+
+impl InFlight {
+    fn enter(stats: Arc<WorkerStats>) -> Self {
+        stats
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(stats)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

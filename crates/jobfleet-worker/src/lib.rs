@@ -36,6 +36,14 @@
 //! # }
 //! ```
 //!
+//! # Metrics
+//!
+//! With [`WorkerBuilder::metrics_addr`], the worker serves Prometheus text on that address:
+//! `jobfleet_jobs_total{queue,outcome}`, `jobfleet_attempts_started_total`,
+//! `jobfleet_jobs_in_flight`, and the histograms `jobfleet_handler_duration_seconds` and
+//! `jobfleet_queue_wait_seconds`. Each job runs in a `tracing` span (`job_id`, `queue`,
+//! `attempt`, and the producer's W3C `trace_id`).
+//!
 //! # Errors
 //!
 //! Starting a worker fails with a [`WorkerError`] ([`WorkerErrorKind`]). Handlers return
@@ -53,6 +61,7 @@ mod error;
 mod execute;
 mod handler;
 mod lease;
+mod metrics;
 mod mover;
 mod outcome;
 mod redrive;
@@ -64,6 +73,7 @@ mod worker;
 pub use context::JobContext;
 pub use error::{WorkerError, WorkerErrorKind};
 pub use handler::{Handler, HandlerFn, HandlerResult, handler_fn};
+pub use metrics::Histogram;
 pub use outcome::{HandlerError, Outcome};
 pub use redrive::{DeadLetter, RedriveReport, RedriveSelection, dead_letters, redrive};
 pub use stats::{StatsSnapshot, WorkerStats};

@@ -1,6 +1,8 @@
 //! Counters of a running worker.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use crate::metrics::Histogram;
 
 /// Live counters of one worker process, readable while it runs.
 #[derive(Debug, Default)]
@@ -10,6 +12,9 @@ pub struct WorkerStats {
     pub(crate) retried: AtomicU64,
     pub(crate) dead_lettered: AtomicU64,
     pub(crate) released: AtomicU64,
+    pub(crate) in_flight: AtomicI64,
+    pub(crate) handler_duration: Histogram,
+    pub(crate) queue_wait: Histogram,
 }
 
 /// A snapshot of [`WorkerStats`].
@@ -38,6 +43,16 @@ impl WorkerStats {
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             released: self.released.load(Ordering::Relaxed),
         }
+    }
+
+    /// Handler run times observed.
+    pub fn handler_duration(&self) -> &Histogram {
+        &self.handler_duration
+    }
+
+    /// Times from a job's storage (or its scheduled time) to the start of an attempt.
+    pub fn queue_wait(&self) -> &Histogram {
+        &self.queue_wait
     }
 
     pub(crate) fn bump(counter: &AtomicU64) {

@@ -32,9 +32,17 @@ pub struct WorkerBuilder {
     concurrency: usize,
     grace_period: Duration,
     worker_id: Option<String>,
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl WorkerBuilder {
+    /// Serves Prometheus metrics (see the crate docs' list) over HTTP on `addr`, e.g.
+    /// `0.0.0.0:9464`; port 0 picks a free port ([`Worker::metrics_addr`] tells which).
+    pub fn metrics_addr(mut self, addr: std::net::SocketAddr) -> Self {
+        self.metrics_addr = Some(addr);
+        self
+    }
+
     /// Jobs run at once by this process. Default 32. The queue's `max_in_flight` caps the
     /// whole fleet.
     pub fn concurrency(mut self, jobs: usize) -> Self {
@@ -105,6 +113,16 @@ impl WorkerBuilder {
                     e,
                 )
             })?;
+        let metrics = match self.metrics_addr {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                WorkerError::with_source(
+                    WorkerErrorKind::InvalidConfig,
+                    format!("cannot serve metrics on {addr}"),
+                    e,
+                )
+            })?),
+            None => None,
+        };
         let worker_id = self.worker_id.unwrap_or_else(default_worker_id);
         let stats = Arc::new(WorkerStats::default());
         let runtime = Runtime {
@@ -124,6 +142,7 @@ impl WorkerBuilder {
             consumer,
             concurrency: self.concurrency,
             grace_period: self.grace_period,
+            metrics,
         })
     }
 }
@@ -151,6 +170,7 @@ pub struct Worker {
     consumer: PullConsumer,
     concurrency: usize,
     grace_period: Duration,
+    metrics: Option<tokio::net::TcpListener>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -171,7 +191,13 @@ impl Worker {
             concurrency: 32,
             grace_period: Duration::from_secs(30),
             worker_id: None,
+            metrics_addr: None,
         }
+    }
+
+    /// Where metrics are served, when [`WorkerBuilder::metrics_addr`] was set.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Live counters.
@@ -182,8 +208,17 @@ impl Worker {
     /// Runs until `shutdown` resolves, then stops pulling, lets running jobs finish within
     /// the grace period, hands back the rest (NAK, so others run them at once), and flushes
     /// the connection.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> StatsSnapshot {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) -> StatsSnapshot {
         let stop = CancellationToken::new();
+        if let Some(listener) = self.metrics.take() {
+            let stats = Arc::clone(&self.runtime.stats);
+            tokio::spawn(crate::metrics::serve(
+                listener,
+                stats,
+                Arc::clone(&self.runtime.queue),
+                stop.clone(),
+            ));
+        }
         let tracker = TaskTracker::new();
         tracker.spawn(crate::mover::run_mover(
             Arc::clone(&self.runtime),

@@ -765,3 +765,55 @@ async fn a_job_left_undeliverable_by_max_deliver_is_moved_to_the_dead_letters() 
         "the advisory was handled"
     );
 }
+
+#[tokio::test]
+async fn metrics_are_served_in_prometheus_text_format() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let server = NatsServer::start();
+    let (producer, _js) = setup(&server, &fast_queue("measured")).await;
+    producer
+        .enqueue_batch("measured", (0..5).map(|_| Job::bytes("{}")))
+        .await
+        .unwrap();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let worker = Worker::builder(client, "measured")
+        .metrics_addr("127.0.0.1:0".parse().unwrap())
+        .build(handler_fn(|_job: JobContext| async { Ok(Outcome::Done) }))
+        .await
+        .unwrap();
+    let addr = worker.metrics_addr().expect("bound");
+    let stats = worker.stats();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async move {
+        let _ = stopped.await;
+    }));
+    eventually_async("five successes", WAIT, || async {
+        (stats.snapshot().succeeded == 5).then_some(())
+    })
+    .await;
+
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    socket.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    for line in [
+        r#"jobfleet_jobs_total{queue="measured",outcome="succeeded"} 5"#,
+        r#"jobfleet_attempts_started_total{queue="measured"} 5"#,
+        r#"jobfleet_jobs_in_flight{queue="measured"} 0"#,
+        r#"jobfleet_handler_duration_seconds_count{queue="measured"} 5"#,
+        r#"jobfleet_queue_wait_seconds_count{queue="measured"} 5"#,
+        r#"jobfleet_handler_duration_seconds_bucket{queue="measured",le="+Inf"} 5"#,
+    ] {
+        assert!(
+            response.lines().any(|l| l == line),
+            "missing {line:?} in:\n{response}"
+        );
+    }
+    let _ = stop.send(());
+    running.await.unwrap();
+}

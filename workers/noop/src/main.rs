@@ -33,6 +33,9 @@ struct Args {
     /// Fraction of attempts (0.0 to 1.0) that fail with a retryable error.
     #[arg(long, default_value_t = 0.0)]
     fail_rate: f64,
+    /// Serve Prometheus metrics on this port (all interfaces).
+    #[arg(long, env = "JOBFLEET_METRICS_PORT")]
+    metrics_port: Option<u16>,
     /// Kill this process (exit code 86, no cleanup) when a job's payload contains this text:
     /// a crash inside a handler, for fault tests.
     #[arg(long)]
@@ -97,7 +100,11 @@ async fn main() -> ExitCode {
             Ok(Outcome::Done)
         }
     });
-    let worker = Worker::builder(client, &args.queue)
+    let mut builder = Worker::builder(client, &args.queue);
+    if let Some(port) = args.metrics_port {
+        builder = builder.metrics_addr(std::net::SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    let worker = builder
         .concurrency(args.concurrency)
         .grace_period(Duration::from_secs_f64(args.grace_seconds))
         .build(handler)
