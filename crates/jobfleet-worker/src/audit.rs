@@ -2,6 +2,8 @@
 
 use async_nats::HeaderMap;
 use async_nats::header::NATS_MESSAGE_ID;
+use std::time::Duration;
+
 use async_nats::jetstream;
 use jobfleet_core::{AuditEvent, AuditEventKind, AuditLevel, topology};
 
@@ -38,30 +40,51 @@ impl AuditSink {
                 return false;
             }
         };
-        let mut headers = HeaderMap::new();
-        headers.insert(NATS_MESSAGE_ID, event.message_id());
         let subject = topology::audit_subject(&event.job_id);
-        let sent = self
-            .js
-            .publish_with_headers(subject, headers, payload.into())
-            .await;
-        match sent {
-            Ok(ack) if must_await(event.event) => match ack.await {
-                Ok(_) => true,
-                Err(err) => {
-                    tracing::warn!(job_id = %event.job_id, error = %err, "terminal audit event not stored");
-                    false
-                }
-            },
+        if !must_await(event.event) {
+            let mut headers = HeaderMap::new();
+            headers.insert(NATS_MESSAGE_ID, event.message_id());
             // Dropping the ack future leaves it to async-nats' background acker.
-            Ok(_) => true,
-            Err(err) => {
+            if let Err(err) = self
+                .js
+                .publish_with_headers(subject, headers, payload.into())
+                .await
+            {
                 tracing::warn!(job_id = %event.job_id, error = %err, "audit event not sent");
-                !must_await(event.event)
             }
+            return true;
         }
+        // Awaited, and re-sent with the same message id while the outcome is unknown: a
+        // timed-out publish may have been stored, and the id makes the repeat harmless.
+        let payload = bytes::Bytes::from(payload);
+        let mut backoff = Duration::from_millis(100);
+        for _ in 0..AWAITED_TRIES {
+            let mut headers = HeaderMap::new();
+            headers.insert(NATS_MESSAGE_ID, event.message_id());
+            let sent = self
+                .js
+                .publish_with_headers(subject.clone(), headers, payload.clone())
+                .await;
+            match sent {
+                Ok(ack) => match ack.await {
+                    Ok(_) => return true,
+                    Err(err) => {
+                        tracing::warn!(job_id = %event.job_id, error = %err, "audit event not confirmed; retrying")
+                    }
+                },
+                Err(err) => {
+                    tracing::warn!(job_id = %event.job_id, error = %err, "audit event not sent; retrying")
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+        false
     }
 }
+
+/// How often an awaited event is tried before its caller gives up for now.
+const AWAITED_TRIES: usize = 4;
 
 /// Terminal events (the job is acked only after its terminal event exists) and redrives (the
 /// job is re-queued only after, so its history stays in order).

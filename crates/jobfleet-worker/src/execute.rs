@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use async_nats::header::{NATS_MESSAGE_ID, NATS_SCHEDULE, NATS_SCHEDULE_TARGET};
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::{self, AckKind};
 use futures::FutureExt;
 use jobfleet_core::{AuditEvent, AuditEventKind, JobMeta, format_timestamp};
@@ -33,12 +34,26 @@ pub(crate) struct Runtime {
     /// The queue's name, shared with every job's context.
     pub(crate) queue: Arc<str>,
     pub(crate) schedules: bool,
+    /// The work stream's age limit: a scheduled retry must fire before it.
+    pub(crate) max_age: Option<Duration>,
     pub(crate) audit: AuditSink,
     pub(crate) handler: Arc<dyn Handler>,
     pub(crate) worker_id: String,
     pub(crate) stats: Arc<WorkerStats>,
     /// Cancelled when the shutdown grace period is over: unfinished jobs are handed back.
     pub(crate) abort: CancellationToken,
+}
+
+/// Longest delay a scheduled retry may have (the protocol's one-year cap).
+const MAX_SCHEDULED_DELAY: Duration = Duration::from_secs(366 * 24 * 3600);
+/// Tries to store a retry schedule while its outcome is unknown.
+const SCHEDULE_TRIES: usize = 5;
+
+/// How publishing a retry schedule went.
+enum Sent {
+    Stored,
+    Refused(String),
+    Unknown(String),
 }
 
 /// What an attempt came to.
@@ -71,26 +86,15 @@ impl Runtime {
     ) {
         let _in_flight = InFlight::enter(Arc::clone(&self.stats));
         let Ok(info) = message.info() else {
-            tracing::error!(subject = %message.subject, "delivery without JetStream metadata; ignored");
-            return;
+            // Not a JetStream delivery (unparsable ack subject): nothing to run it by.
+            tracing::error!(subject = %message.subject, "delivery without JetStream metadata");
+            let reason = "delivery without JetStream metadata";
+            return Box::pin(self.dead_letter_raw(message, None, reason, 0, 0)).await;
         };
         let (sequence, delivered, published) =
             (info.stream_sequence, info.delivered, info.published);
         let delivered = u32::try_from(delivered).unwrap_or(u32::MAX);
-        // One pass over the headers: `HeaderMap::get(&str)` allocates a name per lookup, and
-        // decoding looks up a dozen names per job.
-        let decoded = {
-            let pairs: Vec<(&str, &str)> = message
-                .headers
-                .iter()
-                .flat_map(async_nats::HeaderMap::iter)
-                .filter_map(|(name, values)| Some((name.as_ref(), values.first()?.as_str())))
-                .collect();
-            JobMeta::from_headers(
-                |name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v),
-                published,
-            )
-        };
+        let decoded = decode_meta(&message, published);
         let meta = match decoded {
             Ok(meta) => meta,
             Err(err) => {
@@ -99,9 +103,12 @@ impl Runtime {
                     .await;
             }
         };
+        // A job may lower the queue's limit, never raise it (the consumer's max_deliver is
+        // sized from the queue's).
+        let queue_limit = self.settings.worker.max_attempts;
         let max_attempts = meta
             .max_attempts
-            .unwrap_or(self.settings.worker.max_attempts);
+            .map_or(queue_limit, |m| m.min(queue_limit));
         let attempt = meta.prior_attempts.saturating_add(delivered);
         let delivery = Delivery {
             message,
@@ -110,6 +117,9 @@ impl Runtime {
             max_attempts,
             sequence,
         };
+        if delivered > 1 && Box::pin(self.already_finished(&delivery)).await {
+            return;
+        }
         if attempt > max_attempts {
             // The previous attempt never reported back (its worker died): do not run it again.
             let reason = format!(
@@ -120,7 +130,46 @@ impl Runtime {
         self.run(delivery).await;
     }
 
+    /// On a redelivery, whether the job already ended in this life (its worker recorded the
+    /// terminal event but died, or its ack was lost, before the ack reached the server): then
+    /// the delivery is settled the same way again, without running the job a second time.
+    /// One read of the job's last audit event, on redeliveries only.
+    async fn already_finished(&self, delivery: &Delivery) -> bool {
+        if !self.audit.wants(AuditEventKind::Succeeded) {
+            return false;
+        }
+        let Ok(Some(status)) = crate::status::job_status(&self.js, delivery.meta.id).await else {
+            return false;
+        };
+        if !status.is_finished() || status.last.life != delivery.meta.life {
+            return false;
+        }
+        tracing::info!(job_id = %delivery.meta.id, event = status.last.event.as_str(), "redelivered after it ended; settling again without running");
+        let settled = if status.last.event == AuditEventKind::Succeeded {
+            delivery.message.double_ack().await
+        } else {
+            // Its dead-letter copy exists (it is written before the terminal event).
+            delivery.message.double_ack_with(AckKind::Term).await
+        };
+        if let Err(err) = settled {
+            tracing::warn!(job_id = %delivery.meta.id, error = %err, "settling a finished job's redelivery not confirmed");
+        }
+        true
+    }
+
+    /// Runs one attempt with its lease kept alive from start to final acknowledgement
+    /// (settling waits on audit and dead-letter publishes, which can outlast a short lease).
     async fn run(self: Arc<Self>, delivery: Delivery) {
+        let lease = Lease::new(self.client.clone(), delivery.message.reply.clone());
+        let renewer = lease.clone();
+        let keep_leased = Box::pin(renewer.renew_every(self.settings.worker.ack_wait / 3));
+        tokio::select! {
+            () = self.attempt(delivery, lease) => {}
+            never = keep_leased => match never {},
+        }
+    }
+
+    async fn attempt(self: Arc<Self>, delivery: Delivery, lease: Lease) {
         let timeout = delivery
             .meta
             .timeout
@@ -140,10 +189,6 @@ impl Runtime {
                 .await;
         }
 
-        let lease = Lease::new(self.client.clone(), delivery.message.reply.clone());
-        // Polled in this task (no task per job): extends the lease while the handler runs.
-        let renewer = lease.clone();
-        let keep_leased = Box::pin(renewer.renew_every(self.settings.worker.ack_wait / 3));
         let cancel = CancellationToken::new();
         let context = JobContext {
             meta: delivery.meta.clone(),
@@ -166,12 +211,15 @@ impl Runtime {
             trace_id = delivery.meta.trace_id().unwrap_or(""),
         );
         let started = Instant::now();
-        let handler =
-            AssertUnwindSafe(self.handler.call(context).instrument(span.clone())).catch_unwind();
+        // The call itself inside the unwind guard: a handler may panic before its future exists.
+        let call = {
+            let handler = Arc::clone(&self.handler);
+            async move { handler.call(context).await }
+        };
+        let handler = AssertUnwindSafe(call.instrument(span.clone())).catch_unwind();
         let result = tokio::select! {
             result = tokio::time::timeout(timeout, handler) => Some(result),
             () = self.abort.cancelled() => None,
-            never = keep_leased => match never {},
         };
         cancel.cancel();
         let elapsed = started.elapsed();
@@ -221,8 +269,10 @@ impl Runtime {
                     event.duration_ms = duration_ms;
                     event.result = result;
                     // The terminal event first: if this worker dies before the ack, the
-                    // redelivered run records the same event id, which JetStream drops.
-                    Box::pin(self.audit.record(&event)).await;
+                    // redelivery finds it and is acked without running again.
+                    if !Box::pin(self.audit.record(&event)).await {
+                        return Box::pin(self.keep_for_later(&delivery)).await;
+                    }
                 }
                 if let Err(err) = delivery.message.ack().await {
                     tracing::warn!(job_id = %delivery.meta.id, error = %err, "ack not sent; the job will run again");
@@ -280,9 +330,24 @@ impl Runtime {
             }
             return;
         }
+        // A schedule is a message like any other: it must fire before the stream's max_age
+        // deletes it, and within the protocol's one-year cap. Retrying early beats losing it.
+        let limit = self.max_age.map_or(MAX_SCHEDULED_DELAY, |age| {
+            age.saturating_sub(Duration::from_secs(60))
+                .min(MAX_SCHEDULED_DELAY)
+        });
+        let delay = delay.min(limit).max(Duration::from_millis(1));
+        let Some(run_at) = OffsetDateTime::now_utc()
+            .checked_add(time::Duration::try_from(delay).unwrap_or(time::Duration::ZERO))
+        else {
+            let _ = delivery
+                .message
+                .ack_with(AckKind::Nak(Some(self.settings.worker.nak_delay_limit)))
+                .await;
+            return;
+        };
         let mut meta = delivery.meta.clone();
         meta.prior_attempts = delivery.attempt;
-        let run_at = OffsetDateTime::now_utc() + delay;
         meta.run_at = Some(run_at);
         let mut headers = carried_headers(delivery.message.headers.as_ref(), false);
         for (name, value) in meta.to_headers() {
@@ -295,22 +360,47 @@ impl Runtime {
             format!("{}.retry.{}", meta.id, delivery.attempt),
         );
         let subject = self.settings.name.schedule_subject(&meta.id);
-        let stored = match self
-            .js
-            .publish_with_headers(subject, headers, delivery.message.payload.clone())
-            .await
-        {
-            Ok(ack) => ack.await.map(drop).map_err(async_nats::Error::from),
-            Err(err) => Err(err.into()),
-        };
-        match stored {
-            Ok(()) => {
-                if let Err(err) = delivery.message.ack().await {
-                    tracing::warn!(job_id = %meta.id, error = %err, "ack after scheduling a retry not sent");
+        // Until a definite answer: a timed-out publish may be stored, and falling back to a
+        // NAK then would leave two live copies of the job. The message id dedupes repeats.
+        let mut backoff = Duration::from_millis(100);
+        let mut sent = Sent::Unknown(String::new());
+        for _ in 0..SCHEDULE_TRIES {
+            let publish = self.js.publish_with_headers(
+                subject.clone(),
+                headers.clone(),
+                delivery.message.payload.clone(),
+            );
+            sent = match publish.await {
+                Ok(ack) => match ack.await {
+                    Ok(_) => Sent::Stored,
+                    Err(err)
+                        if matches!(
+                            err.kind(),
+                            PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe
+                        ) =>
+                    {
+                        Sent::Unknown(err.to_string())
+                    }
+                    Err(err) => Sent::Refused(err.to_string()),
+                },
+                Err(err) => Sent::Unknown(err.to_string()),
+            };
+            if !matches!(sent, Sent::Unknown(_)) {
+                break;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+        match sent {
+            Sent::Stored => {
+                // Confirmed, so that a lost ack cannot leave the original to run as well.
+                if let Err(err) = delivery.message.double_ack().await {
+                    tracing::warn!(job_id = %meta.id, error = %err, "ack after scheduling a retry not confirmed");
                 }
             }
-            Err(err) => {
-                // Keep the job: fall back to a delayed NAK, capped so the slot frees soon.
+            Sent::Refused(err) | Sent::Unknown(err) => {
+                // Keep the job with a delayed NAK, capped so its slot frees soon. After an
+                // unknown outcome the schedule may exist too: at-least-once, not exactly-once.
                 tracing::warn!(job_id = %meta.id, error = %err, "retry schedule not stored; using a delayed nak");
                 let _ = delivery
                     .message
@@ -368,8 +458,17 @@ impl Runtime {
                 .await;
             return;
         }
-        if let Some(event) = event {
-            self.audit.record(&event).await;
+        if let Some(event) = event
+            && !self.audit.record(&event).await
+        {
+            tracing::error!(
+                sequence,
+                "terminal audit event not stored; the job will be offered again"
+            );
+            let _ = message
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
+            return;
         }
         if let Err(err) = message.double_ack_with(AckKind::Term).await {
             tracing::warn!(sequence, error = %err, "terminate after dead-lettering not confirmed");
@@ -378,10 +477,67 @@ impl Runtime {
         tracing::warn!(sequence, reason, "job dead-lettered");
     }
 
+    /// A terminal event could not be stored: the job is not settled now, but offered again
+    /// shortly (a delayed NAK), so no job ends without its terminal event.
+    async fn keep_for_later(&self, delivery: &Delivery) {
+        tracing::error!(job_id = %delivery.meta.id, "terminal audit event not stored; the job will be offered again");
+        let _ = delivery
+            .message
+            .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+            .await;
+    }
+
     /// Hands an unfinished job back at shutdown, for another worker to run now.
     async fn release(&self, delivery: Delivery) {
-        let _ = delivery.message.ack_with(AckKind::Nak(None)).await;
+        self.hand_back(delivery.message).await;
         WorkerStats::bump(&self.stats.released);
+    }
+
+    /// Gives a delivery back to the queue without using up an attempt (a NAK would: the
+    /// delivery already counted). A copy goes back on the ready subject with this delivery
+    /// not counted in `Jobfleet-Prior-Attempts`, then the delivery is acked; a plain NAK is
+    /// the fallback when the copy cannot be stored.
+    pub(crate) async fn hand_back(&self, message: jetstream::Message) {
+        let copied = async {
+            let info = message.info().map_err(|e| e.to_string())?;
+            let (sequence, delivered) = (
+                info.stream_sequence,
+                u32::try_from(info.delivered).unwrap_or(u32::MAX),
+            );
+            let mut meta = decode_meta(&message, info.published).map_err(|e| e.to_string())?;
+            meta.prior_attempts = meta
+                .prior_attempts
+                .saturating_add(delivered.saturating_sub(1));
+            let mut headers = carried_headers(message.headers.as_ref(), false);
+            for (name, value) in meta.to_headers() {
+                headers.insert(name, value);
+            }
+            headers.insert(
+                NATS_MESSAGE_ID,
+                format!("{}.release.{sequence}.{delivered}", meta.id),
+            );
+            let ack = self
+                .js
+                .publish_with_headers(
+                    self.settings.name.ready_subject(),
+                    headers,
+                    message.payload.clone(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            ack.await.map(drop).map_err(|e| e.to_string())
+        };
+        match copied.await {
+            Ok(()) => {
+                if let Err(err) = message.double_ack().await {
+                    tracing::warn!(error = %err, "handed-back job's ack not confirmed; it may run twice");
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "hand-back copy not stored; falling back to a NAK");
+                let _ = message.ack_with(AckKind::Nak(None)).await;
+            }
+        }
     }
 
     fn event(&self, delivery: &Delivery, kind: AuditEventKind) -> AuditEvent {
@@ -399,6 +555,24 @@ impl Runtime {
         event.trace_id = delivery.meta.trace_id().map(str::to_owned);
         event
     }
+}
+
+/// The job's metadata from a delivery's headers, in one pass: `HeaderMap::get(&str)`
+/// allocates a name per lookup, and decoding looks up a dozen names per job.
+fn decode_meta(
+    message: &jetstream::Message,
+    published: OffsetDateTime,
+) -> Result<JobMeta, jobfleet_core::HeaderError> {
+    let pairs: Vec<(&str, &str)> = message
+        .headers
+        .iter()
+        .flat_map(async_nats::HeaderMap::iter)
+        .filter_map(|(name, values)| Some((name.as_ref(), values.first()?.as_str())))
+        .collect();
+    JobMeta::from_headers(
+        |name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v),
+        published,
+    )
 }
 
 /// Counts a delivery in the in-flight gauge for as long as it is held.

@@ -30,15 +30,29 @@ struct MaxDeliveries {
 /// the shared durable consumer hands each advisory to one of them.
 pub(crate) async fn run_mover(runtime: Arc<Runtime>, stop: CancellationToken) {
     let name = runtime.settings.name.mover_consumer();
-    let consumer: PullConsumer = match runtime
-        .js
-        .get_consumer_from_stream(&name, topology::ADVISORY_STREAM)
-        .await
-    {
-        Ok(consumer) => consumer,
-        Err(err) => {
-            tracing::warn!(queue = %runtime.settings.name, error = %err, "no dead-letter mover (re-declare the queue to create it)");
-            return;
+    // Retried until it works: a passing JetStream hiccup at start must not switch the
+    // safety net off for the life of the process. Only a missing consumer ends it.
+    let mut backoff = Duration::from_secs(1);
+    let consumer: PullConsumer = loop {
+        match runtime
+            .js
+            .get_consumer_from_stream(&name, topology::ADVISORY_STREAM)
+            .await
+        {
+            Ok(consumer) => break consumer,
+            Err(err) if matches!(err.kind(), jetstream::stream::ConsumerErrorKind::JetStream(e) if e.code() == 404) =>
+            {
+                tracing::warn!(queue = %runtime.settings.name, "no dead-letter mover consumer (re-declare the queue to create it)");
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(queue = %runtime.settings.name, error = %err, "dead-letter mover not started yet; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = stop.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
         }
     };
     while !stop.is_cancelled() {
@@ -137,7 +151,10 @@ async fn move_job(runtime: &Runtime, event: &MaxDeliveries) -> bool {
         audit.stream_seq = Some(event.stream_seq);
         audit.worker = Some(runtime.worker_id.clone());
         audit.error = Some(reason.clone());
-        runtime.audit.record(&audit).await;
+        if !runtime.audit.record(&audit).await {
+            // The job stays in the work stream and the advisory is offered again.
+            return false;
+        }
     }
     match stream.delete_message(event.stream_seq).await {
         Ok(_) => {

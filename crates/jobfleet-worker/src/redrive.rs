@@ -210,7 +210,9 @@ async fn redrive_one(
         let mut event = AuditEvent::new(AuditEventKind::Redriven, meta.id, queue.as_str(), now, 0);
         event.life = meta.life;
         event.job_type.clone_from(&meta.job_type);
-        audit.record(&event).await;
+        if !audit.record(&event).await {
+            return Err("the redriven audit event could not be stored; the job stays dead".into());
+        }
     }
     js.publish_with_headers(queue.ready_subject(), headers, dead.payload.clone())
         .await?

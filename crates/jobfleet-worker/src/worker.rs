@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
+use async_nats::jetstream::{self, consumer::PullConsumer};
 use futures::StreamExt;
 use jobfleet_core::topology;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -17,6 +17,9 @@ use crate::execute::Runtime;
 use crate::handler::Handler;
 use crate::settings::QueueSettings;
 use crate::stats::{StatsSnapshot, WorkerStats};
+
+/// How long the process may take to exit after a second shutdown signal.
+const HARD_STOP: Duration = Duration::from_secs(3);
 
 /// How long one pull request waits on the server for jobs. A pull request still open at
 /// shutdown is drained (its jobs handed back) rather than abandoned, so this also bounds how
@@ -87,7 +90,7 @@ impl WorkerBuilder {
                 e,
             )
         })?;
-        let schedules = stream
+        let stream_config = stream
             .info()
             .await
             .map_err(|e| {
@@ -98,7 +101,9 @@ impl WorkerBuilder {
                 )
             })?
             .config
-            .allow_message_schedules;
+            .clone();
+        let schedules = stream_config.allow_message_schedules;
+        let max_age = Some(stream_config.max_age).filter(|age| !age.is_zero());
         let consumer: PullConsumer = stream
             .get_consumer(topology::WORKER_CONSUMER)
             .await
@@ -132,6 +137,7 @@ impl WorkerBuilder {
             js,
             settings,
             schedules,
+            max_age,
             handler: Arc::new(handler),
             worker_id,
             stats,
@@ -242,24 +248,42 @@ impl Worker {
             self.runtime.abort.cancel();
             tracker.wait().await;
         }
-        if let Err(err) = self.runtime.client.flush().await {
-            tracing::warn!(error = %err, "flush at shutdown failed");
+        // Bounded: a flush waits for the connection, which may be down for good.
+        match tokio::time::timeout(Duration::from_secs(5), self.runtime.client.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "flush at shutdown failed"),
+            Err(_) => tracing::warn!(
+                "flush at shutdown timed out; unsent acknowledgements are redelivered later"
+            ),
         }
         self.runtime.stats.snapshot()
     }
 
     /// [`Worker::run`] until SIGTERM or SIGINT. A second signal hands back running jobs at
-    /// once instead of waiting for the grace period.
+    /// once instead of waiting for the grace period, and ends the process within 3 s (a third
+    /// ends it at once); anything still unsettled then is redelivered after its lease.
     pub async fn run_until_signal(self) -> StatsSnapshot {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Listeners installed once, so no signal is missed between two waits.
+        let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
         let abort = self.runtime.abort.clone();
         let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            next_signal(&mut term, &mut int).await;
             tracing::info!("shutting down: no new jobs; running jobs may finish");
             let _ = first_tx.send(());
-            wait_for_signal().await;
-            tracing::warn!("second signal: handing back running jobs now");
+            next_signal(&mut term, &mut int).await;
+            tracing::warn!(
+                "second signal: handing back running jobs; exiting within {HARD_STOP:?}"
+            );
             abort.cancel();
+            tokio::select! {
+                () = tokio::time::sleep(HARD_STOP) => {}
+                () = next_signal(&mut term, &mut int) => {}
+            }
+            // Whatever is still unsettled is redelivered after its lease.
+            std::process::exit(130);
         });
         self.run(async move {
             let _ = first_rx.await;
@@ -309,17 +333,17 @@ impl Worker {
                     continue;
                 }
             };
-            backoff = Duration::from_millis(100);
             loop {
                 let next = tokio::select! {
                     next = batch.next() => next,
                     () = stop.cancelled() => {
-                        Self::hand_back_rest(&mut batch).await;
+                        self.hand_back_rest(&mut batch).await;
                         return;
                     }
                 };
                 match next {
                     Some(Ok(message)) => {
+                        backoff = Duration::from_millis(100);
                         let permit = permits
                             .pop()
                             .expect("the server sends at most the slots asked for");
@@ -329,7 +353,15 @@ impl Worker {
                         tracker.spawn(job);
                     }
                     Some(Err(err)) => {
-                        tracing::debug!(error = %err, "pull ended");
+                        // No responders, MaxWaiting exceeded, consumer deleted...: the pull
+                        // was answered with an error status. Back off before pulling again.
+                        tracing::warn!(error = %err, "pull answered with an error; retrying");
+                        drop(permits);
+                        tokio::select! {
+                            () = tokio::time::sleep(backoff) => {}
+                            () = stop.cancelled() => return,
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
                         break;
                     }
                     None => break,
@@ -338,21 +370,23 @@ impl Worker {
         }
     }
 
-    /// At shutdown, jobs already on their way to this process go straight back, until the
-    /// open pull request ends (at the latest when it expires).
-    async fn hand_back_rest(batch: &mut jetstream::consumer::pull::Batch) {
+    /// At shutdown, jobs already on their way to this process go straight back (without
+    /// using up an attempt), until the open pull request ends (at the latest when it expires).
+    async fn hand_back_rest(&self, batch: &mut jetstream::consumer::pull::Batch) {
         while let Some(Ok(message)) = batch.next().await {
-            let _ = message.ack_with(AckKind::Nak(None)).await;
+            self.runtime.hand_back(message).await;
+            WorkerStats::bump(&self.runtime.stats.released);
         }
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+async fn next_signal(
+    term: &mut tokio::signal::unix::Signal,
+    int: &mut tokio::signal::unix::Signal,
+) {
     tokio::select! {
         _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+        _ = int.recv() => {}
     }
 }
 
