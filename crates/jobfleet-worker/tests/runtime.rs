@@ -494,7 +494,7 @@ async fn a_panicking_handler_is_retried_and_the_worker_lives_on() {
 async fn a_job_running_three_lease_periods_is_not_redelivered() {
     let server = NatsServer::start();
     let mut queue = fast_queue("long");
-    queue.worker.ack_wait = Duration::from_millis(600);
+    queue.worker.ack_wait = Duration::from_secs(1);
     let (producer, js) = setup(&server, &queue).await;
     producer.enqueue("long", Job::bytes("{}")).await.unwrap();
     let runs = Arc::new(AtomicU32::new(0));
@@ -504,7 +504,7 @@ async fn a_job_running_three_lease_periods_is_not_redelivered() {
             let runs = Arc::clone(&runs);
             async move {
                 runs.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(1800)).await; // the job's own work
+                tokio::time::sleep(Duration::from_millis(3000)).await; // the job's own work
                 Ok(Outcome::Done)
             }
         })
@@ -517,8 +517,11 @@ async fn a_job_running_three_lease_periods_is_not_redelivered() {
         .get_consumer_from_stream("workers", "JOBFLEET_Q_long")
         .await
         .unwrap();
-    assert_eq!(consumer.cached_info().num_redelivered, 0);
-    assert_eq!(consumer.cached_info().delivered.stream_sequence, 1);
+    assert_eq!(
+        consumer.cached_info().delivered.consumer_sequence,
+        1,
+        "delivered exactly once"
+    );
 }
 
 #[tokio::test]
@@ -560,10 +563,13 @@ async fn shutdown_lets_running_jobs_finish_and_pulls_no_more() {
 async fn every_job_completes_across_a_server_restart() {
     let mut server = NatsServer::start();
     let (producer, js) = setup(&server, &fast_queue("restart")).await;
-    producer
+    let ids: Vec<_> = producer
         .enqueue_batch("restart", (0..200).map(|i| Job::bytes(format!("{i}"))))
         .await
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap().id)
+        .collect();
     let handler = handler_fn(|_job: JobContext| async move {
         tokio::time::sleep(Duration::from_millis(20)).await;
         Ok(Outcome::Done)
@@ -577,8 +583,21 @@ async fn every_job_completes_across_a_server_restart() {
     })
     .await;
     worker.stop().await;
-    let mut audit = js.get_stream(topology::AUDIT_STREAM).await.unwrap();
-    assert!(audit.info().await.unwrap().state.messages >= 600);
+    for id in ids {
+        let history = job_history(&js, id).await.unwrap();
+        let terminal: Vec<_> = history.iter().filter(|e| e.event.is_terminal()).collect();
+        assert_eq!(
+            terminal.len(),
+            1,
+            "job {id}: exactly one terminal event: {history:?}"
+        );
+        assert_eq!(terminal[0].event, AuditEventKind::Succeeded);
+        assert_eq!(
+            history.last().map(|e| e.event),
+            Some(AuditEventKind::Succeeded),
+            "status ends succeeded"
+        );
+    }
 }
 
 #[tokio::test]
@@ -816,4 +835,128 @@ async fn metrics_are_served_in_prometheus_text_format() {
     }
     let _ = stop.send(());
     running.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_redelivery_after_the_terminal_event_is_settled_without_running_again() {
+    let server = NatsServer::start();
+    let mut queue = fast_queue("settled");
+    queue.worker.ack_wait = Duration::from_millis(500);
+    let (producer, js) = setup(&server, &queue).await;
+    let job = producer.enqueue("settled", Job::bytes("{}")).await.unwrap();
+
+    // A worker takes the job, records its terminal event, and dies before its ack lands.
+    let consumer: jetstream::consumer::PullConsumer = js
+        .get_consumer_from_stream("workers", "JOBFLEET_Q_settled")
+        .await
+        .unwrap();
+    let mut batch = consumer
+        .fetch()
+        .max_messages(1)
+        .expires(Duration::from_secs(5))
+        .messages()
+        .await
+        .unwrap();
+    futures::StreamExt::next(&mut batch)
+        .await
+        .expect("a delivery")
+        .unwrap();
+    let done = jobfleet_core::AuditEvent::new(
+        AuditEventKind::Succeeded,
+        job.id,
+        "settled",
+        time::OffsetDateTime::now_utc(),
+        1,
+    );
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", done.message_id());
+    js.publish_with_headers(
+        topology::audit_subject(&job.id),
+        headers,
+        serde_json::to_vec(&done).unwrap().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+
+    let ran = Arc::new(AtomicU32::new(0));
+    let handler = {
+        let ran = Arc::clone(&ran);
+        handler_fn(move |_job: JobContext| {
+            ran.fetch_add(1, Ordering::SeqCst);
+            async { Ok(Outcome::Done) }
+        })
+    };
+    let worker = Running::start(&server, "settled", handler).await;
+    settles_at(&js, "JOBFLEET_Q_settled", 0).await;
+    worker.stop().await;
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        0,
+        "the finished job did not run again"
+    );
+    let terminal = job_history(&js, job.id)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.event.is_terminal())
+        .count();
+    assert_eq!(terminal, 1);
+}
+
+#[tokio::test]
+async fn a_job_handed_back_at_shutdown_keeps_its_only_attempt() {
+    let server = NatsServer::start();
+    let mut queue = fast_queue("single_try");
+    queue.worker.max_attempts = 1;
+    let (producer, js) = setup(&server, &queue).await;
+    let job = producer
+        .enqueue("single_try", Job::bytes("{}"))
+        .await
+        .unwrap();
+    let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
+    let slow = handler_fn(move |_job: JobContext| {
+        let started_tx = started_tx.clone();
+        async move {
+            let _ = started_tx.send(());
+            std::future::pending::<()>().await;
+            Ok(Outcome::Done)
+        }
+    });
+    // A worker with no grace: the running job is handed back at once on shutdown.
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let worker = Worker::builder(client, "single_try")
+        .grace_period(Duration::ZERO)
+        .build(slow)
+        .await
+        .unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async move {
+        let _ = stopped.await;
+    }));
+    started_rx.recv().await.expect("the job started");
+    let _ = stop.send(());
+    assert_eq!(running.await.unwrap().released, 1);
+
+    let finisher = Running::start(
+        &server,
+        "single_try",
+        handler_fn(|_job: JobContext| async { Ok(Outcome::Done) }),
+    )
+    .await;
+    finisher
+        .until("the handed-back job", |s| s.succeeded == 1)
+        .await;
+    finisher.stop().await;
+    let status = job_status(&js, job.id).await.unwrap().unwrap();
+    assert_eq!(
+        status.last.event,
+        AuditEventKind::Succeeded,
+        "not dead-lettered for a hand-back"
+    );
+    assert_eq!(
+        status.last.attempt, 1,
+        "the interrupted attempt was not counted"
+    );
 }

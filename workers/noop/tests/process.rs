@@ -93,7 +93,7 @@ async fn a_killed_workers_job_comes_back_after_the_ack_wait_and_completes() {
     })
     .await;
     assert!(
-        killed_at.elapsed() >= ACK_WAIT.mul_f64(0.9),
+        killed_at.elapsed() >= ACK_WAIT.mul_f64(2.0 / 3.0),
         "redelivered only once the lease expired"
     );
     assert_eq!(status.last.attempt, 2, "the killed attempt counts");
