@@ -95,6 +95,17 @@ async fn stream_messages(js: &jetstream::Context, stream: &str) -> u64 {
         .messages
 }
 
+/// A handler that succeeds and counts its runs.
+fn counting_handler() -> (Arc<AtomicU32>, impl jobfleet_worker::Handler) {
+    let ran = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&ran);
+    let handler = handler_fn(move |_job: JobContext| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { Ok(Outcome::Done) }
+    });
+    (ran, handler)
+}
+
 /// Waits until `stream` holds `count` messages: a WorkQueue stream deletes acked jobs
 /// asynchronously, a moment after a fire-and-forget ack.
 async fn settles_at(js: &jetstream::Context, stream: &str, count: u64) {
@@ -416,14 +427,7 @@ async fn malformed_jobs_are_dead_lettered_without_running() {
         .unwrap()
         .await
         .unwrap();
-    let ran = Arc::new(AtomicU32::new(0));
-    let handler = {
-        let ran = Arc::clone(&ran);
-        handler_fn(move |_job: JobContext| {
-            ran.fetch_add(1, Ordering::SeqCst);
-            async { Ok(Outcome::Done) }
-        })
-    };
+    let (ran, handler) = counting_handler();
     let worker = Running::start(&server, "raw", handler).await;
     worker
         .until("the dead letter", |s| s.dead_lettered == 1)
@@ -741,14 +745,7 @@ async fn a_job_left_undeliverable_by_max_deliver_is_moved_to_the_dead_letters() 
         assert_eq!(message.info().unwrap().delivered, delivery);
     }
     // JetStream now keeps the job but will not deliver it again; the mover must act.
-    let ran = Arc::new(AtomicU32::new(0));
-    let handler = {
-        let ran = Arc::clone(&ran);
-        handler_fn(move |_job: JobContext| {
-            ran.fetch_add(1, Ordering::SeqCst);
-            async { Ok(Outcome::Done) }
-        })
-    };
+    let (ran, handler) = counting_handler();
     let worker = Running::start(&server, "stuck", handler).await;
     let status = eventually_async("the job to be dead-lettered", WAIT, || async {
         job_status(&js, job.id)
@@ -880,14 +877,7 @@ async fn a_redelivery_after_the_terminal_event_is_settled_without_running_again(
     .await
     .unwrap();
 
-    let ran = Arc::new(AtomicU32::new(0));
-    let handler = {
-        let ran = Arc::clone(&ran);
-        handler_fn(move |_job: JobContext| {
-            ran.fetch_add(1, Ordering::SeqCst);
-            async { Ok(Outcome::Done) }
-        })
-    };
+    let (ran, handler) = counting_handler();
     let worker = Running::start(&server, "settled", handler).await;
     settles_at(&js, "JOBFLEET_Q_settled", 0).await;
     worker.stop().await;
