@@ -40,6 +40,8 @@ pub(crate) struct Runtime {
     pub(crate) handler: Arc<dyn Handler>,
     pub(crate) worker_id: String,
     pub(crate) stats: Arc<WorkerStats>,
+    /// Renews the leases of the deliveries being worked.
+    pub(crate) leases: Arc<crate::lease::LeaseKeeper>,
     /// Cancelled when the shutdown grace period is over: unfinished jobs are handed back.
     pub(crate) abort: CancellationToken,
 }
@@ -161,12 +163,8 @@ impl Runtime {
     /// (settling waits on audit and dead-letter publishes, which can outlast a short lease).
     async fn run(self: Arc<Self>, delivery: Delivery) {
         let lease = Lease::new(self.client.clone(), delivery.message.reply.clone());
-        let renewer = lease.clone();
-        let keep_leased = Box::pin(renewer.renew_every(self.settings.worker.ack_wait / 3));
-        tokio::select! {
-            () = self.attempt(delivery, lease) => {}
-            never = keep_leased => match never {},
-        }
+        let _held = self.leases.hold(delivery.message.reply.as_ref());
+        Arc::clone(&self).attempt(delivery, lease).await;
     }
 
     async fn attempt(self: Arc<Self>, delivery: Delivery, lease: Lease) {

@@ -142,6 +142,7 @@ impl WorkerBuilder {
             worker_id,
             stats,
             abort: CancellationToken::new(),
+            leases: Arc::new(crate::lease::LeaseKeeper::default()),
         };
         Ok(Worker {
             runtime: Arc::new(runtime),
@@ -230,6 +231,18 @@ impl Worker {
             Arc::clone(&self.runtime),
             stop.clone(),
         ));
+        // Lease renewals stop only once every job is settled, after the grace period.
+        let leases_done = CancellationToken::new();
+        let keeper = {
+            let (runtime, done) = (Arc::clone(&self.runtime), leases_done.clone());
+            let every = runtime.settings.worker.ack_wait / 3;
+            tokio::spawn(async move {
+                runtime
+                    .leases
+                    .run(runtime.client.clone(), every, done)
+                    .await
+            })
+        };
         let pulling = self.pull_loop(stop.clone(), tracker.clone());
         tokio::pin!(pulling);
         tokio::select! {
@@ -248,6 +261,8 @@ impl Worker {
             self.runtime.abort.cancel();
             tracker.wait().await;
         }
+        leases_done.cancel();
+        let _ = keeper.await;
         // Bounded: a flush waits for the connection, which may be down for good.
         match tokio::time::timeout(Duration::from_secs(5), self.runtime.client.flush()).await {
             Ok(Ok(())) => {}

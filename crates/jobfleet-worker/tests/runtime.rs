@@ -950,3 +950,39 @@ async fn a_job_handed_back_at_shutdown_keeps_its_only_attempt() {
         "the interrupted attempt was not counted"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_blocks_its_thread_keeps_its_lease() {
+    let server = NatsServer::start();
+    let mut queue = fast_queue("blocking");
+    queue.worker.ack_wait = Duration::from_secs(1);
+    let (producer, js) = setup(&server, &queue).await;
+    producer
+        .enqueue("blocking", Job::bytes("{}"))
+        .await
+        .unwrap();
+    let runs = Arc::new(AtomicU32::new(0));
+    let handler = {
+        let runs = Arc::clone(&runs);
+        handler_fn(move |_job: JobContext| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            // Blocks this runtime thread for three lease periods (as sync code or a foreign
+            // call would); the lease is renewed from another task all the same.
+            std::thread::sleep(Duration::from_secs(3));
+            async { Ok(Outcome::Done) }
+        })
+    };
+    let worker = Running::start(&server, "blocking", handler).await;
+    worker.until("the blocking job", |s| s.succeeded == 1).await;
+    worker.stop().await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "not redelivered while its worker lived"
+    );
+    let consumer: jetstream::consumer::PullConsumer = js
+        .get_consumer_from_stream("workers", "JOBFLEET_Q_blocking")
+        .await
+        .unwrap();
+    assert_eq!(consumer.cached_info().delivered.consumer_sequence, 1);
+}
