@@ -10,7 +10,7 @@ use async_nats::header::{NATS_MESSAGE_ID, NATS_SCHEDULE, NATS_SCHEDULE_TARGET};
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::{self, AckKind};
 use futures::FutureExt;
-use jobfleet_core::{AuditEvent, AuditEventKind, JobMeta, format_timestamp};
+use jobfleet_core::{AuditEvent, AuditEventKind, JobMeta, format_timestamp, headers};
 use time::OffsetDateTime;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
@@ -101,8 +101,10 @@ impl Runtime {
             Ok(meta) => meta,
             Err(err) => {
                 let reason = format!("malformed job: {err}");
-                return Box::pin(self.dead_letter_raw(message, None, &reason, delivered, sequence))
-                    .await;
+                return Box::pin(
+                    self.dead_letter_malformed(message, &reason, delivered, sequence, published),
+                )
+                .await;
             }
         };
         // A job may lower the queue's limit, never raise it (the consumer's max_deliver is
@@ -406,6 +408,55 @@ impl Runtime {
                     .await;
             }
         }
+    }
+
+    /// Dead-letters a job whose headers do not decode. If its id still reads, the copy is
+    /// filed under that id and the job gets its terminal audit event like any other.
+    async fn dead_letter_malformed(
+        &self,
+        message: jetstream::Message,
+        reason: &str,
+        delivered: u32,
+        sequence: u64,
+        published: OffsetDateTime,
+    ) {
+        let headers = message.headers.clone().unwrap_or_default();
+        let id = [headers::JOB_ID, headers::NATS_MSG_ID]
+            .into_iter()
+            .find_map(|name| {
+                headers
+                    .get(name)?
+                    .as_str()
+                    .trim()
+                    .parse::<jobfleet_core::JobId>()
+                    .ok()
+            });
+        let Some(id) = id else {
+            return self
+                .finish_dead(message, None, &headers, reason, delivered, sequence, None)
+                .await;
+        };
+        let meta = JobMeta::new(id, published);
+        let mut event = AuditEvent::new(
+            AuditEventKind::DeadLettered,
+            id,
+            self.settings.name.as_str(),
+            OffsetDateTime::now_utc(),
+            delivered,
+        );
+        event.stream_seq = Some(sequence);
+        event.worker = Some(self.worker_id.clone());
+        event.error = Some(reason.to_owned());
+        self.finish_dead(
+            message,
+            Some(&meta),
+            &headers,
+            reason,
+            delivered,
+            sequence,
+            Some(event),
+        )
+        .await;
     }
 
     /// Dead-letters a delivery whose headers could not be decoded.

@@ -427,22 +427,44 @@ async fn malformed_jobs_are_dead_lettered_without_running() {
         .unwrap()
         .await
         .unwrap();
+    // A readable id but a broken header: filed under its id, with its terminal event.
+    let id = jobfleet_core::JobId::new();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", id.to_string());
+    headers.insert(h::MAX_ATTEMPTS, "zero");
+    js.publish_with_headers("jobfleet.q.raw.ready", headers, "y".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     let (ran, handler) = counting_handler();
     let worker = Running::start(&server, "raw", handler).await;
     worker
-        .until("the dead letter", |s| s.dead_lettered == 1)
+        .until("two dead letters", |s| s.dead_lettered == 2)
         .await;
     worker.stop().await;
     assert_eq!(ran.load(Ordering::SeqCst), 0);
     let dead = dead_letters(&js, "raw").await;
+    assert_eq!(dead.len(), 2);
+    for letter in &dead {
+        assert!(
+            letter
+                .headers
+                .get(h::DEAD_REASON)
+                .unwrap()
+                .as_str()
+                .starts_with("malformed job")
+        );
+    }
     assert!(
-        dead[0]
-            .headers
-            .get(h::DEAD_REASON)
-            .unwrap()
-            .as_str()
-            .starts_with("malformed job")
+        dead.iter()
+            .any(|d| d.subject.as_str() == format!("jobfleet.dlq.raw.{id}"))
     );
+    let status = job_status(&js, id)
+        .await
+        .unwrap()
+        .expect("audited under its id");
+    assert_eq!(status.last.event, AuditEventKind::DeadLettered);
     settles_at(&js, "JOBFLEET_Q_raw", 0).await;
 }
 
