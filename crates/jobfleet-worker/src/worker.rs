@@ -118,6 +118,20 @@ impl WorkerBuilder {
                     e,
                 )
             })?;
+        // The lease the server actually applies: the consumer's ack_wait, or its shortest
+        // backoff step when an operator set one (JetStream then uses backoff[0]).
+        let mut settings = settings;
+        let effective = consumer
+            .cached_info()
+            .config
+            .backoff
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(consumer.cached_info().config.ack_wait);
+        if !effective.is_zero() {
+            settings.worker.ack_wait = effective;
+        }
         let metrics = match self.metrics_addr {
             Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
                 WorkerError::with_source(

@@ -1008,3 +1008,41 @@ async fn a_handler_that_blocks_its_thread_keeps_its_lease() {
         .unwrap();
     assert_eq!(consumer.cached_info().delivered.consumer_sequence, 1);
 }
+
+#[tokio::test]
+async fn the_lease_follows_the_consumers_own_ack_wait() {
+    let server = NatsServer::start();
+    let mut queue = fast_queue("tuned");
+    queue.worker.ack_wait = Duration::from_secs(30);
+    let (producer, js) = setup(&server, &queue).await;
+    // An operator shortens the consumer's lease by hand; the queue's metadata still says 30 s.
+    let consumer: jetstream::consumer::PullConsumer = js
+        .get_consumer_from_stream("workers", "JOBFLEET_Q_tuned")
+        .await
+        .unwrap();
+    let mut config = consumer.cached_info().config.clone();
+    config.ack_wait = Duration::from_secs(1);
+    js.update_consumer_on_stream(config, "JOBFLEET_Q_tuned")
+        .await
+        .unwrap();
+    producer.enqueue("tuned", Job::bytes("{}")).await.unwrap();
+    let runs = Arc::new(AtomicU32::new(0));
+    let handler = {
+        let runs = Arc::clone(&runs);
+        handler_fn(move |_job: JobContext| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            async {
+                tokio::time::sleep(Duration::from_secs(3)).await; // three of the real leases
+                Ok(Outcome::Done)
+            }
+        })
+    };
+    let worker = Running::start(&server, "tuned", handler).await;
+    worker.until("the job", |s| s.succeeded == 1).await;
+    worker.stop().await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "renewed at the consumer's pace, not the metadata's"
+    );
+}
