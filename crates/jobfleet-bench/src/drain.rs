@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use crate::Params;
+use crate::raw::publish_windowed;
 use crate::report::Report;
 
 const RAW: &str = "raw pull (batch 500) + ack";
@@ -92,7 +93,7 @@ async fn raw(
         })
         .await
         .expect("raw stream");
-    fill_raw(js, &format!("raw.drain.{round}"), payload, jobs).await;
+    publish_windowed(js, &format!("raw.drain.{round}"), payload, jobs, false).await;
     let consumer = stream
         .create_consumer(pull::Config {
             durable_name: Some("raw".into()),
@@ -114,21 +115,6 @@ async fn raw(
     report.record(RAW, jobs, started.elapsed().as_secs_f64());
     drop(messages);
     let _ = js.delete_stream(&name).await;
-}
-
-async fn fill_raw(js: &jetstream::Context, subject: &str, payload: &Bytes, jobs: usize) {
-    let mut acks = futures::stream::FuturesUnordered::new();
-    for _ in 0..jobs {
-        if acks.len() >= 1024 {
-            acks.next().await;
-        }
-        let ack = js
-            .publish(subject.to_owned(), payload.clone())
-            .await
-            .expect("publish");
-        acks.push(std::future::IntoFuture::into_future(ack));
-    }
-    while acks.next().await.is_some() {}
 }
 
 async fn jobfleet(

@@ -4,14 +4,12 @@ use std::time::Instant;
 
 use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
-use futures::stream::{FuturesUnordered, StreamExt};
 use jobfleet_core::{AuditLevel, QueueConfig, topology};
-use jobfleet_producer::{ConnectOptions, DEFAULT_BATCH_WINDOW, Job, Producer};
+use jobfleet_producer::{ConnectOptions, Job, Producer};
 
 use crate::Params;
+use crate::raw::publish_windowed;
 
-type AckFuture =
-    <async_nats::jetstream::context::PublishAckFuture as std::future::IntoFuture>::IntoFuture;
 use crate::report::Report;
 
 const RAW_SYNC: &str = "raw publish, await each ack";
@@ -100,56 +98,22 @@ async fn raw(
     );
     let _ = js.delete_stream(&name).await;
 
-    let (name, subject) = (format!("RAW_ASYNC_{round}"), format!("raw.async.{round}"));
-    raw_stream(js, &name, &subject).await;
-    let started = Instant::now();
-    let mut in_flight: FuturesUnordered<AckFuture> = FuturesUnordered::new();
-    for _ in 0..params.jobs {
-        if in_flight.len() >= DEFAULT_BATCH_WINDOW {
-            in_flight.next().await.expect("one in flight").expect("ack");
-        }
-        in_flight.push(std::future::IntoFuture::into_future(
-            js.publish(subject.clone(), payload.clone())
-                .await
-                .expect("publish"),
-        ));
-    }
-    while let Some(ack) = in_flight.next().await {
-        ack.expect("ack");
-    }
-    report.record(RAW_ASYNC, params.jobs, started.elapsed().as_secs_f64());
-    let _ = js.delete_stream(&name).await;
-
-    // The same with a message id per publish, as every jobfleet job has (what lets a timed-out
-    // publish be retried safely): this isolates the server's de-duplication cost.
-    let (name, subject) = (format!("RAW_MSGID_{round}"), format!("raw.msgid.{round}"));
-    raw_stream(js, &name, &subject).await;
-    let started = Instant::now();
-    let mut in_flight: FuturesUnordered<AckFuture> = FuturesUnordered::new();
-    for _ in 0..params.jobs {
-        if in_flight.len() >= DEFAULT_BATCH_WINDOW {
-            in_flight.next().await.expect("one in flight").expect("ack");
-        }
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert(
-            async_nats::header::NATS_MESSAGE_ID,
-            jobfleet_core::JobId::new().to_string(),
+    for (label, stream, msg_id) in [
+        (RAW_ASYNC, "ASYNC", false),
+        (RAW_ASYNC_MSG_ID, "MSGID", true),
+    ] {
+        // With a message id per publish, as every jobfleet job has (what lets a timed-out
+        // publish be retried safely), this isolates the server's de-duplication cost.
+        let (name, subject) = (
+            format!("RAW_{stream}_{round}"),
+            format!("raw.{}.{round}", stream.to_lowercase()),
         );
-        let ack = js
-            .publish_with_headers(subject.clone(), headers, payload.clone())
-            .await
-            .expect("publish");
-        in_flight.push(std::future::IntoFuture::into_future(ack));
+        raw_stream(js, &name, &subject).await;
+        let started = Instant::now();
+        publish_windowed(js, &subject, payload, params.jobs, msg_id).await;
+        report.record(label, params.jobs, started.elapsed().as_secs_f64());
+        let _ = js.delete_stream(&name).await;
     }
-    while let Some(ack) = in_flight.next().await {
-        ack.expect("ack");
-    }
-    report.record(
-        RAW_ASYNC_MSG_ID,
-        params.jobs,
-        started.elapsed().as_secs_f64(),
-    );
-    let _ = js.delete_stream(&name).await;
 }
 
 async fn jobfleet(

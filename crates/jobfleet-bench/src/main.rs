@@ -6,6 +6,7 @@
 
 mod drain;
 mod enqueue;
+mod raw;
 mod report;
 
 use std::time::Duration;
