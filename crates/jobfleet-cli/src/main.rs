@@ -1,0 +1,3 @@
+//! `jobfleet`: the command-line interface.
+
+fn main() {}

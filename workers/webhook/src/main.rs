@@ -1,0 +1,3 @@
+//! `jobfleet-worker-webhook`: delivers the HTTP requests its jobs describe.
+
+fn main() {}
