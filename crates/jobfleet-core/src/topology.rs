@@ -20,6 +20,8 @@ use std::fmt;
 use crate::error::{ConfigError, ConfigErrorKind};
 use crate::job_id::JobId;
 
+/// Prefix of every queue's work stream name (`JOBFLEET_Q_<q>`).
+pub const QUEUE_STREAM_PREFIX: &str = "JOBFLEET_Q_";
 /// Name of the stream that holds every queue's audit events.
 pub const AUDIT_STREAM: &str = "JOBFLEET_AUDIT";
 /// Subject filter of the audit stream.
@@ -93,7 +95,7 @@ impl QueueName {
 
     /// The work stream: `JOBFLEET_Q_<q>`.
     pub fn stream_name(&self) -> String {
-        format!("JOBFLEET_Q_{}", self.0)
+        format!("{QUEUE_STREAM_PREFIX}{}", self.0)
     }
 
     /// The subject of jobs that may run now: `jobfleet.q.<q>.ready`.

@@ -192,3 +192,21 @@ impl From<ConfigError> for ProvisionError {
         Self::with_source(ProvisionErrorKind::InvalidConfig, err.to_string(), err)
     }
 }
+
+/// Why inspecting or operating a queue failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueueAdminErrorKind {
+    /// There is no queue of that name (or the name is invalid).
+    UnknownQueue,
+    /// JetStream refused the operation (permissions, server version, cluster state).
+    Rejected,
+    /// JetStream did not answer.
+    Unavailable,
+}
+
+operation_error!(
+    /// Listing, inspecting, pausing, resuming or purging a queue failed.
+    QueueAdminError,
+    QueueAdminErrorKind
+);

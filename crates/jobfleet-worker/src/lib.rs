@@ -75,7 +75,10 @@ pub use error::{WorkerError, WorkerErrorKind};
 pub use handler::{Handler, HandlerFn, HandlerResult, handler_fn};
 pub use metrics::Histogram;
 pub use outcome::{HandlerError, Outcome};
-pub use redrive::{DeadLetter, RedriveReport, RedriveSelection, dead_letters, redrive};
+pub use redrive::{
+    DeadLetter, RedriveReport, RedriveSelection, dead_letter, dead_letters, dead_letters_page,
+    delete_dead_letters, redrive,
+};
 pub use stats::{StatsSnapshot, WorkerStats};
 pub use status::{JobStatus, job_history, job_status};
 pub use worker::{Worker, WorkerBuilder};

@@ -54,6 +54,16 @@ pub enum RedriveSelection {
     Matching(Box<dyn Fn(&DeadLetter) -> bool + Send + Sync>),
 }
 
+impl RedriveSelection {
+    fn selects(&self, dead: &DeadLetter) -> bool {
+        match self {
+            Self::All => true,
+            Self::Ids(ids) => ids.contains(&dead.id),
+            Self::Matching(accept) => accept(dead),
+        }
+    }
+}
+
 impl std::fmt::Debug for RedriveSelection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -92,26 +102,120 @@ pub async fn dead_letters(
     js: &jetstream::Context,
     queue: &str,
 ) -> Result<Vec<DeadLetter>, WorkerError> {
+    dead_letters_page(js, queue, 0, usize::MAX, |_| true).await
+}
+
+/// Up to `limit` dead letters of `queue` with a dead-letter sequence above `after` that
+/// `accept` keeps, oldest first: a page of a browsable list. The next page starts after the
+/// last returned [`DeadLetter::sequence`].
+///
+/// # Errors
+///
+/// As [`dead_letters`].
+pub async fn dead_letters_page(
+    js: &jetstream::Context,
+    queue: &str,
+    after: u64,
+    limit: usize,
+    accept: impl Fn(&DeadLetter) -> bool,
+) -> Result<Vec<DeadLetter>, WorkerError> {
     let name = QueueSettings::load(js, queue).await?.name;
     let stream = js
-        .get_stream(name.dead_letter_stream_name())
+        .get_stream_no_info(name.dead_letter_stream_name())
         .await
         .map_err(unavailable)?;
     let mut out = Vec::new();
-    let mut next = 1;
-    loop {
+    let mut next = after.saturating_add(1);
+    while out.len() < limit {
         match stream
             .direct_get_next_for_subject(name.dead_letter_subjects(), Some(next))
             .await
         {
             Ok(message) => {
                 next = message.sequence + 1;
-                out.push(decode(message));
+                let dead = decode(message);
+                if accept(&dead) {
+                    out.push(dead);
+                }
             }
-            Err(err) if err.kind() == DirectGetErrorKind::NotFound => return Ok(out),
+            Err(err) if err.kind() == DirectGetErrorKind::NotFound => break,
             Err(err) => return Err(unavailable(err)),
         }
     }
+    Ok(out)
+}
+
+/// The dead letter of job `id` in `queue`, if it is there.
+///
+/// # Errors
+///
+/// As [`dead_letters`].
+pub async fn dead_letter(
+    js: &jetstream::Context,
+    queue: &str,
+    id: JobId,
+) -> Result<Option<DeadLetter>, WorkerError> {
+    let name = QueueSettings::load(js, queue).await?.name;
+    let stream = js
+        .get_stream_no_info(name.dead_letter_stream_name())
+        .await
+        .map_err(unavailable)?;
+    match stream
+        .direct_get_last_for_subject(name.dead_letter_subject(&id))
+        .await
+    {
+        Ok(message) => Ok(Some(decode(message))),
+        Err(err) if err.kind() == DirectGetErrorKind::NotFound => Ok(None),
+        Err(err) => Err(unavailable(err)),
+    }
+}
+
+/// Deletes the selected dead letters of `queue` for good and returns the ids deleted.
+/// Their history stays in the audit stream (each already has its terminal event).
+///
+/// # Errors
+///
+/// As [`dead_letters`]; a delete JetStream refuses fails the call with `Unavailable`
+/// (dead letters deleted before it stay deleted).
+pub async fn delete_dead_letters(
+    js: &jetstream::Context,
+    queue: &str,
+    selection: RedriveSelection,
+) -> Result<Vec<JobId>, WorkerError> {
+    let name = QueueSettings::load(js, queue).await?.name;
+    let stream = js
+        .get_stream_no_info(name.dead_letter_stream_name())
+        .await
+        .map_err(unavailable)?;
+    let mut deleted = Vec::new();
+    if let RedriveSelection::All = selection {
+        // One purge, not one delete per message; ids come from the listing before it, so a
+        // letter arriving in between is deleted but not listed.
+        let listed = dead_letters(js, queue).await?;
+        stream
+            .purge()
+            .filter(name.dead_letter_subjects())
+            .await
+            .map_err(unavailable)?;
+        return Ok(listed.into_iter().map(|dead| dead.id).collect());
+    }
+    for dead in dead_letters(js, queue).await? {
+        if !selection.selects(&dead) {
+            continue;
+        }
+        match stream.delete_message(dead.sequence).await {
+            Ok(_) => deleted.push(dead.id),
+            // Gone already (deleted or redriven meanwhile): nothing to do.
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    jetstream::stream::DeleteMessageErrorKind::JetStream(e)
+                        if e.error_code() == jetstream::ErrorCode::NO_MESSAGE_FOUND
+                ) => {}
+            Err(err) => return Err(unavailable(err)),
+        }
+    }
+    Ok(deleted)
 }
 
 fn decode(message: jetstream::message::StreamMessage) -> DeadLetter {
@@ -160,12 +264,7 @@ pub async fn redrive(
         .map_err(unavailable)?;
     let mut report = RedriveReport::default();
     for dead in dead_letters(js, queue).await? {
-        let chosen = match &selection {
-            RedriveSelection::All => true,
-            RedriveSelection::Ids(ids) => ids.contains(&dead.id),
-            RedriveSelection::Matching(accept) => accept(&dead),
-        };
-        if !chosen {
+        if !selection.selects(&dead) {
             continue;
         }
         match redrive_one(js, &settings.name, &audit, settings.audit, &dead).await {
