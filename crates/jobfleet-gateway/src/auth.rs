@@ -218,7 +218,8 @@ fn unauthorized(detail: &str) -> Problem {
 }
 
 /// The `WWW-Authenticate` value sent with 401s.
-pub(crate) const WWW_AUTHENTICATE: HeaderValue = HeaderValue::from_static("Bearer realm=\"jobfleet\"");
+pub(crate) const WWW_AUTHENTICATE: HeaderValue =
+    HeaderValue::from_static("Bearer realm=\"jobfleet\"");
 
 #[cfg(test)]
 mod tests {
@@ -226,7 +227,10 @@ mod tests {
 
     fn bearer(token: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+        h.insert(
+            header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
         h
     }
 
@@ -235,14 +239,29 @@ mod tests {
         let tokens = Tokens::open()
             .with_token("reader", "r-secret", &[Scope::Read])
             .with_token("boss", "a-secret", &[Scope::Admin]);
-        assert_eq!(tokens.authorize(&bearer("r-secret"), Scope::Read).unwrap(), Some("reader"));
-        let err = tokens.authorize(&bearer("r-secret"), Scope::Enqueue).unwrap_err();
+        assert_eq!(
+            tokens.authorize(&bearer("r-secret"), Scope::Read).unwrap(),
+            Some("reader")
+        );
+        let err = tokens
+            .authorize(&bearer("r-secret"), Scope::Enqueue)
+            .unwrap_err();
         assert_eq!(err.status, 403);
-        assert!(tokens.authorize(&bearer("a-secret"), Scope::Enqueue).is_ok());
+        assert!(
+            tokens
+                .authorize(&bearer("a-secret"), Scope::Enqueue)
+                .is_ok()
+        );
         let err = tokens.authorize(&bearer("nope"), Scope::Read).unwrap_err();
         assert_eq!(err.status, 401);
         assert!(!err.detail.contains("nope"));
-        assert_eq!(tokens.authorize(&HeaderMap::new(), Scope::Read).unwrap_err().status, 401);
+        assert_eq!(
+            tokens
+                .authorize(&HeaderMap::new(), Scope::Read)
+                .unwrap_err()
+                .status,
+            401
+        );
     }
 
     #[test]
@@ -253,7 +272,11 @@ mod tests {
         );
         let tokens = Tokens::from_toml(&text).unwrap();
         assert!(tokens.authorize(&bearer("s3cret"), Scope::Enqueue).is_ok());
-        assert!(Tokens::from_toml("[[token]]\nname=\"x\"\nsha256=\"zz\"\nscopes=[\"read\"]").is_err());
-        assert!(Tokens::from_toml("[[token]]\nname=\"x\"\nsha256=\"00\"\nscopes=[\"root\"]").is_err());
+        assert!(
+            Tokens::from_toml("[[token]]\nname=\"x\"\nsha256=\"zz\"\nscopes=[\"read\"]").is_err()
+        );
+        assert!(
+            Tokens::from_toml("[[token]]\nname=\"x\"\nsha256=\"00\"\nscopes=[\"root\"]").is_err()
+        );
     }
 }

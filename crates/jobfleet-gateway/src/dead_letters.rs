@@ -104,7 +104,8 @@ pub(crate) struct ListBody {
 
 fn matches(dead: &DeadLetter, reason: Option<&str>, job_type: Option<&str>) -> bool {
     reason.is_none_or(|r| dead.reason.contains(r))
-        && job_type.is_none_or(|t| dead.meta.as_ref().and_then(|m| m.job_type.as_deref()) == Some(t))
+        && job_type
+            .is_none_or(|t| dead.meta.as_ref().and_then(|m| m.job_type.as_deref()) == Some(t))
 }
 
 pub(crate) async fn list(
@@ -175,7 +176,9 @@ impl SelectionBody {
         let filter = self.reason.is_some() || self.job_type.is_some();
         match (self.ids, self.all.unwrap_or(false), filter) {
             (Some(ids), false, false) => Ok(RedriveSelection::Ids(
-                ids.iter().map(|id| parse_id(id)).collect::<Result<_, _>>()?,
+                ids.iter()
+                    .map(|id| parse_id(id))
+                    .collect::<Result<_, _>>()?,
             )),
             (None, true, false) => Ok(RedriveSelection::All),
             (None, false, true) => {

@@ -76,7 +76,10 @@ pub(crate) struct Accepted {
     sequence: u64,
     /// True when the job was stored before (same idempotency key): nothing new was stored.
     duplicate: bool,
-    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     run_at: Option<OffsetDateTime>,
     status_url: String,
 }
@@ -102,7 +105,12 @@ fn payload_content_type(headers: &HeaderMap) -> Result<(String, bool), Problem> 
     let value = value
         .to_str()
         .map_err(|_| unsupported("the Content-Type header is not ASCII"))?;
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let is_json = essence == "application/json" || essence.ends_with("+json");
     let is_raw = essence == "application/octet-stream" || essence.starts_with("text/");
     if is_json || is_raw {
@@ -178,7 +186,11 @@ pub(crate) async fn enqueue_one(
     let name = valid_queue(&queue)?;
     let Query(options) = options.map_err(|e| Problem::bad_request(e.body_text()))?;
     let (content_type, is_json) = payload_content_type(&headers)?;
-    if is_json && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+    let valid_json = || {
+        std::str::from_utf8(&body).is_ok()
+            && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok()
+    };
+    if is_json && !valid_json() {
         return Err(Problem::bad_request(
             "the body is not valid JSON (send another Content-Type for raw bytes)",
         ));
@@ -210,9 +222,17 @@ pub(crate) async fn enqueue_one(
     let enqueued = state.producer().enqueue(&queue, job).await?;
     if enqueued.duplicate {
         check_same_payload(&state, &name, enqueued.sequence, &body, id).await?;
-        state.inner.metrics.jobs_duplicate.fetch_add(1, Ordering::Relaxed);
+        state
+            .inner
+            .metrics
+            .jobs_duplicate
+            .fetch_add(1, Ordering::Relaxed);
     } else {
-        state.inner.metrics.jobs_enqueued.fetch_add(1, Ordering::Relaxed);
+        state
+            .inner
+            .metrics
+            .jobs_enqueued
+            .fetch_add(1, Ordering::Relaxed);
     }
     Ok(accepted_response(enqueued))
 }
@@ -307,7 +327,10 @@ fn batch_job(item: BatchItem, index: usize) -> Result<Job, String> {
     let at = |field: &str| format!("jobs[{index}].{field}");
     let mut job = match (item.payload, item.payload_base64) {
         (Some(_), Some(_)) => {
-            return Err(format!("{}: give payload or payload_base64, not both", at("payload")));
+            return Err(format!(
+                "{}: give payload or payload_base64, not both",
+                at("payload")
+            ));
         }
         (Some(value), None) => {
             if item.content_type.is_some() {
@@ -337,9 +360,7 @@ fn batch_job(item: BatchItem, index: usize) -> Result<Job, String> {
         timeout: o.timeout,
         job_type: o.job_type,
     };
-    options
-        .apply(job)
-        .map_err(|e| format!("jobs[{index}].{e}"))
+    options.apply(job).map_err(|e| format!("jobs[{index}].{e}"))
 }
 
 /// Enqueues many jobs; 202 when all were stored, 207 with per-job results otherwise.

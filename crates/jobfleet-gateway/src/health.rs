@@ -20,8 +20,12 @@ pub(crate) async fn livez() -> Json<serde_json::Value> {
 /// Ready to serve: connected to NATS and not shutting down.
 pub(crate) async fn readyz(State(state): State<GatewayState>) -> Response {
     if state.is_shutting_down() {
-        return Problem::new(StatusCode::SERVICE_UNAVAILABLE, "shutting-down", "the gateway is stopping")
-            .into_response();
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting-down",
+            "the gateway is stopping",
+        )
+        .into_response();
     }
     if !state.nats_connected() {
         return Problem::unavailable("not connected to NATS").into_response();
@@ -33,7 +37,10 @@ pub(crate) async fn readyz(State(state): State<GatewayState>) -> Response {
 pub(crate) async fn metrics(State(state): State<GatewayState>) -> Response {
     let body = state.inner.metrics.render(state.nats_connected());
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         body,
     )
         .into_response()

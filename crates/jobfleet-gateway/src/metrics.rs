@@ -26,6 +26,8 @@ pub(crate) struct GatewayMetrics {
     latency: Mutex<HashMap<String, Latency>>,
     pub(crate) jobs_enqueued: AtomicU64,
     pub(crate) jobs_duplicate: AtomicU64,
+    /// Requests being answered right now.
+    pub(crate) in_flight: AtomicU64,
 }
 
 impl GatewayMetrics {
@@ -89,11 +91,14 @@ impl GatewayMetrics {
              jobfleet_gateway_jobs_enqueued_total {}\n\
              # TYPE jobfleet_gateway_jobs_duplicate_total counter\n\
              jobfleet_gateway_jobs_duplicate_total {}\n\
+             # TYPE jobfleet_gateway_requests_in_flight gauge\n\
+             jobfleet_gateway_requests_in_flight {}\n\
              # HELP jobfleet_gateway_nats_connected 1 when the NATS connection is up.\n\
              # TYPE jobfleet_gateway_nats_connected gauge\n\
              jobfleet_gateway_nats_connected {}",
             self.jobs_enqueued.load(Ordering::Relaxed),
             self.jobs_duplicate.load(Ordering::Relaxed),
+            self.in_flight.load(Ordering::Relaxed),
             u8::from(connected),
         );
         out

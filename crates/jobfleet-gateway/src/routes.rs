@@ -1,6 +1,7 @@
 //! The route table: every route with its method and required scope, in one place. The
 //! router is built from it, and the OpenAPI test compares it with the document.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::Router;
@@ -55,21 +56,81 @@ fn table() -> Vec<Route> {
         route(Method::GET, "/readyz", None, get(health::readyz)),
         route(Method::GET, "/metrics", None, get(health::metrics)),
         route(Method::GET, "/openapi.json", None, get(health::openapi)),
-        route(Method::POST, "/v1/queues/{queue}/jobs", Some(Enqueue), post(enqueue::enqueue_one)),
-        route(Method::POST, "/v1/queues/{queue}/batch", Some(Enqueue), post(enqueue::enqueue_batch)),
+        route(
+            Method::POST,
+            "/v1/queues/{queue}/jobs",
+            Some(Enqueue),
+            post(enqueue::enqueue_one),
+        ),
+        route(
+            Method::POST,
+            "/v1/queues/{queue}/batch",
+            Some(Enqueue),
+            post(enqueue::enqueue_batch),
+        ),
         route(Method::GET, "/v1/jobs/{id}", Some(Read), get(jobs::status)),
-        route(Method::GET, "/v1/jobs/{id}/history", Some(Read), get(jobs::history)),
+        route(
+            Method::GET,
+            "/v1/jobs/{id}/history",
+            Some(Read),
+            get(jobs::history),
+        ),
         route(Method::GET, "/v1/queues", Some(Read), get(queues::list)),
-        route(Method::GET, "/v1/queues/{queue}", Some(Read), get(queues::show)),
-        route(Method::POST, "/v1/queues/{queue}/pause", Some(Admin), post(queues::pause)),
-        route(Method::POST, "/v1/queues/{queue}/resume", Some(Admin), post(queues::resume)),
-        route(Method::POST, "/v1/queues/{queue}/purge", Some(Admin), post(queues::purge)),
+        route(
+            Method::GET,
+            "/v1/queues/{queue}",
+            Some(Read),
+            get(queues::show),
+        ),
+        route(
+            Method::POST,
+            "/v1/queues/{queue}/pause",
+            Some(Admin),
+            post(queues::pause),
+        ),
+        route(
+            Method::POST,
+            "/v1/queues/{queue}/resume",
+            Some(Admin),
+            post(queues::resume),
+        ),
+        route(
+            Method::POST,
+            "/v1/queues/{queue}/purge",
+            Some(Admin),
+            post(queues::purge),
+        ),
         route(Method::GET, DLQ, Some(Read), get(dead_letters::list)),
-        route(Method::POST, "/v1/queues/{queue}/dead-letters/redrive", Some(Admin), post(dead_letters::redrive)),
-        route(Method::POST, "/v1/queues/{queue}/dead-letters/delete", Some(Admin), post(dead_letters::delete)),
-        route(Method::GET, "/v1/queues/{queue}/dead-letters/{id}", Some(Read), get(dead_letters::show)),
-        route(Method::DELETE, "/v1/queues/{queue}/dead-letters/{id}", Some(Admin), delete(dead_letters::delete_one)),
-        route(Method::POST, "/v1/queues/{queue}/dead-letters/{id}/redrive", Some(Admin), post(dead_letters::redrive_one)),
+        route(
+            Method::POST,
+            "/v1/queues/{queue}/dead-letters/redrive",
+            Some(Admin),
+            post(dead_letters::redrive),
+        ),
+        route(
+            Method::POST,
+            "/v1/queues/{queue}/dead-letters/delete",
+            Some(Admin),
+            post(dead_letters::delete),
+        ),
+        route(
+            Method::GET,
+            "/v1/queues/{queue}/dead-letters/{id}",
+            Some(Read),
+            get(dead_letters::show),
+        ),
+        route(
+            Method::DELETE,
+            "/v1/queues/{queue}/dead-letters/{id}",
+            Some(Admin),
+            delete(dead_letters::delete_one),
+        ),
+        route(
+            Method::POST,
+            "/v1/queues/{queue}/dead-letters/{id}/redrive",
+            Some(Admin),
+            post(dead_letters::redrive_one),
+        ),
     ]
 }
 
@@ -93,7 +154,9 @@ pub fn app(state: GatewayState) -> Router {
     }
     let body_limit = state.config().body_limit;
     router
-        .layer(middleware::map_response(crate::problem::problem_for_plain_errors))
+        .layer(middleware::map_response(
+            crate::problem::problem_for_plain_errors,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
@@ -127,10 +190,31 @@ async fn observe(State(state): State<GatewayState>, request: Request, next: Next
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = request.method().as_str().to_owned();
+    let metrics = &state.inner.metrics;
+    metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+    // Decremented on drop too: a client that hangs up cancels this future.
+    let _in_flight = scopeguard(|| {
+        metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+    });
     let response = next.run(request).await;
-    state
-        .inner
-        .metrics
-        .observe(&route, &method, response.status().as_u16(), started.elapsed());
+    state.inner.metrics.observe(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
+}
+
+/// Runs `f` when dropped.
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
 }

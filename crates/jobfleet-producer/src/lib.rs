@@ -52,7 +52,7 @@ pub use error::{
 pub use job::{Job, MAX_IDEMPOTENCY_KEY_LEN, MAX_JOB_DURATION};
 pub use jobfleet_core::{JobId, QueueConfig, QueueFile};
 pub use producer::{DEFAULT_BATCH_WINDOW, Enqueued, Producer, ProducerStats};
+pub use provision::{AUDIT_MAX_AGE, Declared, NotApplied, declare_queue};
 pub use queues::{
     QueueRates, QueueStats, list_queues, pause_queue, purge_queue, queue_stats, resume_queue,
 };
-pub use provision::{AUDIT_MAX_AGE, Declared, NotApplied, declare_queue};

@@ -179,9 +179,16 @@ pub async fn list_queues(
         .map_err(|err| unavailable("cannot list streams".to_owned(), err))?;
     let mut names: Vec<String> = infos
         .into_iter()
-        .filter(|info| info.config.metadata.contains_key(topology::METADATA_PROTOCOL))
+        .filter(|info| {
+            info.config
+                .metadata
+                .contains_key(topology::METADATA_PROTOCOL)
+        })
         .filter_map(|info| {
-            let queue = info.config.name.strip_prefix(topology::QUEUE_STREAM_PREFIX)?;
+            let queue = info
+                .config
+                .name
+                .strip_prefix(topology::QUEUE_STREAM_PREFIX)?;
             QueueName::new(queue).ok()?;
             Some(queue.to_owned())
         })
@@ -223,7 +230,12 @@ pub async fn queue_stats(
         Err(err) if matches!(err.kind(), GetStreamErrorKind::JetStream(e) if e.code() == 404) => {
             (0, 0)
         }
-        Err(err) => return Err(unavailable(format!("cannot read dead letters of {name:?}"), err)),
+        Err(err) => {
+            return Err(unavailable(
+                format!("cannot read dead letters of {name:?}"),
+                err,
+            ));
+        }
     };
     let observed_at = OffsetDateTime::now_utc();
     let ready = consumer.num_pending;
