@@ -1,3 +1,5 @@
-//! `jobfleet`: the command-line interface.
+//! `jobfleet`: the command-line interface (see `jobfleet --help`).
 
-fn main() {}
+fn main() {
+    std::process::exit(jobfleet_cli::run(std::env::args_os().collect()));
+}

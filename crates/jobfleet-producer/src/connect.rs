@@ -73,6 +73,12 @@ impl ConnectOptions {
         options
     }
 
+    /// Replaces the server URL(s): one URL or a comma-separated list.
+    pub fn urls(mut self, urls: impl Into<String>) -> Self {
+        self.urls = urls.into();
+        self
+    }
+
     /// The connection name shown by the server's monitoring.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
