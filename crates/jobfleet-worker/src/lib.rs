@@ -81,7 +81,7 @@ pub use redrive::{
 };
 pub use stats::{StatsSnapshot, WorkerStats};
 pub use status::{JobStatus, job_history, job_status};
-pub use worker::{Worker, WorkerBuilder};
+pub use worker::{AbortHandle, Worker, WorkerBuilder};
 
 /// The README's Rust examples, compiled as doctests so they stay true.
 #[doc = include_str!("../../../README.md")]

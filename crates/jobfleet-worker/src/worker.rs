@@ -226,6 +226,13 @@ impl Worker {
         Arc::clone(&self.runtime.stats)
     }
 
+    /// A handle that ends the grace period early: running jobs are handed back at once, as on
+    /// a second signal in [`Worker::run_until_signal`]. For hosts that handle signals
+    /// themselves and call [`Worker::run`].
+    pub fn abort_handle(&self) -> AbortHandle {
+        AbortHandle(self.runtime.abort.clone())
+    }
+
     /// Runs until `shutdown` resolves, then stops pulling, lets running jobs finish within
     /// the grace period, hands back the rest (NAK, so others run them at once), and flushes
     /// the connection.
@@ -406,6 +413,18 @@ impl Worker {
             self.runtime.hand_back(message).await;
             WorkerStats::bump(&self.runtime.stats.released);
         }
+    }
+}
+
+/// Hands back a worker's running jobs at once; see [`Worker::abort_handle`].
+#[derive(Debug, Clone)]
+pub struct AbortHandle(CancellationToken);
+
+impl AbortHandle {
+    /// Stops waiting for running jobs: each is handed back to the queue (without using up an
+    /// attempt) and [`Worker::run`] returns once they are settled.
+    pub fn abort(&self) {
+        self.0.cancel();
     }
 }
 

@@ -1,0 +1,7 @@
+"""``python -m jobfleet ...``: the ``jobfleet`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
