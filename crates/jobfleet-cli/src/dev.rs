@@ -48,7 +48,7 @@ fn demo_handler() -> impl jobfleet_worker::Handler {
                 () = job.cancelled() => return Err(HandlerError::new("cancelled")),
             }
         }
-        if payload["fail"] == serde_json::Value::Bool(true) && job.meta().life <= 1 {
+        if payload["fail"] == serde_json::Value::Bool(true) && job.meta().life == 0 {
             return Ok(Outcome::fail(
                 "demo: asked to fail (redrive it: it succeeds next life)",
             ));

@@ -61,6 +61,9 @@ pub(crate) async fn run(
         job = job.idempotency_key(key);
     }
     let enqueued = producer.enqueue(&args.queue, job).await?;
+    // The `enqueued` audit event is sent without waiting for its ack; make sure it has left
+    // this short-lived process before it exits.
+    let _ = producer.client().flush().await;
     let run_at = enqueued.run_at.and_then(|t| {
         t.format(&time::format_description::well_known::Rfc3339)
             .ok()
