@@ -210,6 +210,15 @@ impl Runtime {
             attempt = delivery.attempt,
             trace_id = delivery.meta.trace_id().unwrap_or(""),
         );
+        // Exported spans (with an OpenTelemetry layer) are children of the producer's span;
+        // without such a layer this is a type-id check.
+        if let Some(traceparent) = &delivery.meta.traceparent {
+            jobfleet_telemetry::set_remote_parent(
+                &span,
+                traceparent,
+                delivery.meta.tracestate.as_deref(),
+            );
+        }
         let started = Instant::now();
         // The call itself inside the unwind guard: a handler may panic before its future exists.
         let call = {

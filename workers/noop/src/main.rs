@@ -12,8 +12,11 @@ use jobfleet_worker::{HandlerError, JobContext, Outcome, Worker, handler_fn};
 ///
 /// SIGTERM or SIGINT stops pulling and lets running jobs finish within the grace period; a
 /// second signal hands them back at once.
+///
+/// Logs go to stderr. Spans (one per job, a child of the producer's W3C traceparent) are
+/// exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set (variables at the end).
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version, after_long_help = jobfleet_telemetry::ENV_HELP)]
 struct Args {
     /// NATS server URL(s), comma-separated.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
@@ -44,15 +47,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,async_nats=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let args = Args::parse();
+    // Dropped when main returns: flushes the spans not exported yet.
+    let _telemetry = jobfleet_telemetry::init("jobfleet-worker-noop");
     if !(0.0..=1.0).contains(&args.fail_rate)
         || !args.grace_seconds.is_finite()
         || args.grace_seconds < 0.0
