@@ -6,15 +6,39 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use crate::context::JobContext;
+use crate::middleware::HandlerService;
 use crate::outcome::{HandlerError, Outcome};
 
 /// What a handler returns.
 pub type HandlerResult = Result<Outcome, HandlerError>;
 
-/// Runs jobs. Implement it for a type, or wrap an async closure with [`handler_fn`].
+/// Runs jobs. Implement it for a type, wrap an async closure with [`handler_fn`], or run a
+/// `tower::Service` with [`service_handler`](crate::service_handler).
 pub trait Handler: Send + Sync + 'static {
     /// Runs one attempt of a job.
     fn call(&self, job: JobContext) -> BoxFuture<'static, HandlerResult>;
+
+    /// This handler as a `tower::Service`, to wrap in tower middleware (a `ServiceBuilder`)
+    /// and turn back into a handler with [`service_handler`](crate::service_handler).
+    ///
+    /// ```
+    /// use jobfleet_worker::{Handler, JobContext, Outcome, handler_fn, service_handler};
+    ///
+    /// let handler = handler_fn(|_job: JobContext| async { Ok(Outcome::Done) });
+    /// let limited = service_handler(
+    ///     tower::ServiceBuilder::new()
+    ///         .concurrency_limit(2)
+    ///         .service(handler.into_service()),
+    /// );
+    /// # fn is_handler(_: impl Handler) {}
+    /// # is_handler(limited);
+    /// ```
+    fn into_service(self) -> HandlerService<Self>
+    where
+        Self: Sized,
+    {
+        HandlerService::new(self)
+    }
 }
 
 impl<H: Handler + ?Sized> Handler for Arc<H> {

@@ -44,6 +44,34 @@
 //! `jobfleet_queue_wait_seconds`. Each job runs in a `tracing` span (`job_id`, `queue`,
 //! `attempt`, and the producer's W3C `trace_id`).
 //!
+//! # Middleware
+//!
+//! The runtime always wraps a handler in its own layers: the job's `tracing` span (parented
+//! on the producer's W3C `traceparent` when spans are exported with OpenTelemetry), its
+//! timeout, panic capture and metrics. Compose anything else with tower: a handler is a
+//! `tower::Service` ([`Handler::into_service`]), and a `Service` of jobs is a handler
+//! ([`service_handler`]), so a `ServiceBuilder` stack sits between the runtime and your code:
+//!
+//! ```text
+//!   runtime: span > timeout > panic capture > metrics > outcome -> ack
+//!     ServiceBuilder layers, outermost first (concurrency_limit, timeout, map_request, ...)
+//!       your handler
+//! ```
+//!
+//! ```
+//! use jobfleet_worker::{Handler, JobContext, Outcome, handler_fn, service_handler};
+//!
+//! let handler = handler_fn(|_job: JobContext| async { Ok(Outcome::Done) });
+//! let handler = service_handler(
+//!     tower::ServiceBuilder::new()
+//!         .concurrency_limit(4) // across all of this worker's slots
+//!         .service(handler.into_service()),
+//! );
+//! // Worker::builder(client, "emails").build(handler)
+//! # fn is_handler(_: impl Handler) {}
+//! # is_handler(handler);
+//! ```
+//!
 //! # Errors
 //!
 //! Starting a worker fails with a [`WorkerError`] ([`WorkerErrorKind`]). Handlers return
@@ -62,6 +90,7 @@ mod execute;
 mod handler;
 mod lease;
 mod metrics;
+mod middleware;
 mod mover;
 mod outcome;
 mod redrive;
@@ -74,6 +103,10 @@ pub use context::JobContext;
 pub use error::{WorkerError, WorkerErrorKind};
 pub use handler::{Handler, HandlerFn, HandlerResult, handler_fn};
 pub use metrics::Histogram;
+pub use middleware::{
+    HandlerService, HandlerServiceFuture, IntoHandlerError, ServiceError, ServiceHandler,
+    service_handler,
+};
 pub use outcome::{HandlerError, Outcome};
 pub use redrive::{
     DeadLetter, RedriveReport, RedriveSelection, dead_letter, dead_letters, dead_letters_page,
