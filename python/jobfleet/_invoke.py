@@ -90,7 +90,7 @@ def decoder(annotation: object, where: str) -> Callable[[bytes], object]:
             f"{where}: payload type {annotation!r} needs pydantic (pip install 'jobfleet[pydantic]'); "
             "without it, annotate the payload as dict, bytes or Any"
         ) from None
-    adapter = pydantic.TypeAdapter(annotation)
+    adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(typing.cast(Any, annotation))
     return adapter.validate_json
 
 

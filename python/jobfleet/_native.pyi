@@ -4,6 +4,17 @@ by ``python -m mypy.stubtest jobfleet._native`` (``tests/test_stubs.py``)."""
 from collections.abc import Callable, Sequence
 from typing import Any, final
 
+__all__ = [
+    "Client",
+    "JobContext",
+    "Completion",
+    "WorkerHost",
+    "init_telemetry",
+    "shutdown_telemetry",
+    "run_cli",
+    "__version__",
+]
+
 __version__: str
 
 _Enqueued = tuple[str, str, int, bool, float | None]

@@ -55,6 +55,16 @@ def eventually(probe: Callable[[], T | None], *, what: str, timeout: float = 20.
         time.sleep(every)
 
 
+def finished(app: jobfleet.App, job_id: str, timeout: float = 20.0) -> jobfleet.AuditEvent:
+    """The job's terminal audit event, once it has one."""
+
+    def probe() -> jobfleet.AuditEvent | None:
+        status = app.job_status(job_id)
+        return status if status is not None and status.is_finished else None
+
+    return eventually(probe, what=f"job {job_id} to finish", timeout=timeout)
+
+
 @dataclass
 class NatsServer:
     url: str

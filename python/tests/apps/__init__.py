@@ -1,0 +1,1 @@
+"""Apps that tests run in `jobfleet worker` processes."""
