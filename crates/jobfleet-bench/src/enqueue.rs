@@ -53,7 +53,7 @@ pub(crate) async fn run(client: async_nats::Client, params: Params) {
     println!("\nbatch enqueue (audit off) / raw async publish = {batch_ratio:.2} (target >= 0.80)");
 }
 
-fn payload_of(size: usize) -> Vec<u8> {
+pub(crate) fn payload_of(size: usize) -> Vec<u8> {
     let mut body = br#"{"to":"user@example.com","template":"welcome","pad":""#.to_vec();
     while body.len() + 2 < size {
         body.push(b'x');

@@ -1,11 +1,12 @@
 //! `jobfleet-bench`: prints jobfleet's throughput beside the raw async-nats baseline measured
 //! on the same server in the same run, as ratios (this machine is noisy; ratios are not).
 //!
-//! Usage: `jobfleet-bench enqueue|drain [--jobs N] [--rounds R]`. Starts its own nats-server (file
+//! Usage: `jobfleet-bench enqueue|drain|gateway [--jobs N] [--rounds R]`. Starts its own nats-server (file
 //! storage, R1) unless `NATS_URL` is set.
 
 mod drain;
 mod enqueue;
+mod gateway;
 mod raw;
 mod report;
 
@@ -53,7 +54,7 @@ async fn main() {
         Ok(parsed) => parsed,
         Err(err) => {
             eprintln!(
-                "jobfleet-bench: {err}\nusage: jobfleet-bench enqueue|drain [--jobs N] [--single-jobs N] [--rounds R] [--payload BYTES]"
+                "jobfleet-bench: {err}\nusage: jobfleet-bench enqueue|drain|gateway [--jobs N] [--single-jobs N] [--rounds R] [--payload BYTES]"
             );
             std::process::exit(2);
         }
@@ -74,8 +75,11 @@ async fn main() {
     match command.as_str() {
         "enqueue" => enqueue::run(client, params).await,
         "drain" => drain::run(client, params).await,
+        "gateway" => gateway::run(client, params).await,
         other => {
-            eprintln!("jobfleet-bench: unknown benchmark {other:?} (available: enqueue, drain)");
+            eprintln!(
+                "jobfleet-bench: unknown benchmark {other:?} (available: enqueue, drain, gateway)"
+            );
             std::process::exit(2);
         }
     }
