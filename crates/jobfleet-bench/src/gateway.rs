@@ -50,7 +50,7 @@ fn wrk(url: &str, body: &str) -> f64 {
         text.lines()
             .find(|l| l.trim_start().starts_with(label))
             .and_then(|l| l.split(':').nth(1))
-            .and_then(|v| v.trim().split_whitespace().next())
+            .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
     };
     let rps =

@@ -53,13 +53,13 @@ fn demo_handler() -> impl jobfleet_worker::Handler {
                 "demo: asked to fail (redrive it: it succeeds next life)",
             ));
         }
-        if let Some(n) = payload["flaky"].as_u64() {
-            if u64::from(job.attempt()) <= n {
-                return Err(HandlerError::new(format!(
-                    "demo: flaky, attempt {} of {n} failing",
-                    job.attempt()
-                )));
-            }
+        if let Some(n) = payload["flaky"].as_u64()
+            && u64::from(job.attempt()) <= n
+        {
+            return Err(HandlerError::new(format!(
+                "demo: flaky, attempt {} of {n} failing",
+                job.attempt()
+            )));
         }
         Ok(Outcome::DoneWith(serde_json::json!({"echo": payload})))
     })

@@ -70,7 +70,7 @@ impl Fixture {
         }
     }
 
-    fn as_user(mut self, token: &'static str) -> Self {
+    fn with_user(mut self, token: &'static str) -> Self {
         self.token = Some(token);
         self
     }
@@ -490,7 +490,7 @@ async fn bad_requests_get_their_own_4xx_as_problem_json() {
         ),
     ];
     for (request, expected) in cases {
-        let described = format!("{:?}", request);
+        let described = format!("{request:?}");
         let (status, body) = send(request).await;
         assert_eq!(status, expected, "{described} -> {body}");
     }
@@ -538,14 +538,14 @@ async fn tokens_and_scopes_are_enforced_and_never_echoed() {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert!(!response.text().await.unwrap().contains(wrong));
 
-    let gw = gw.as_user(READER);
+    let gw = gw.with_user(READER);
     let (status, _) = gw.get("/v1/queues").await;
     assert_eq!(status, StatusCode::OK);
     let (status, problem) = gw.post_json("/v1/queues/emails/jobs", json!({})).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(!problem.to_string().contains(READER));
 
-    let gw = gw.as_user(ENQUEUER);
+    let gw = gw.with_user(ENQUEUER);
     let (status, _) = gw.post_json("/v1/queues/emails/jobs", json!({})).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let (status, _) = gw.get("/v1/queues").await;
@@ -553,7 +553,7 @@ async fn tokens_and_scopes_are_enforced_and_never_echoed() {
     let (status, _) = gw.post_json("/v1/queues/emails/pause", json!({})).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
-    let gw = gw.as_user(ADMIN);
+    let gw = gw.with_user(ADMIN);
     for (method, path) in [
         (Method::GET, "/v1/queues"),
         (Method::POST, "/v1/queues/emails/pause"),
