@@ -856,3 +856,52 @@ async fn metrics_count_requests_by_route_template() {
     assert!(text.contains("jobfleet_gateway_nats_connected 1"), "{text}");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_finishes_requests_in_flight_then_drains_nats() {
+    let mut gw = Fixture::start(GatewayConfig::default()).await;
+    let (status, _) = gw.post_json("/v1/queues/emails/jobs", json!(0)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // A request held in flight by a paused server ...
+    gw.server.pause();
+    let in_flight = tokio::spawn(
+        gw.request(Method::POST, "/v1/queues/emails/jobs")
+            .json(&json!(1))
+            .send(),
+    );
+    eventually_async("the request to be in flight", WAIT, || async {
+        let text = gw
+            .request(Method::GET, "/metrics")
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.contains("jobfleet_gateway_requests_in_flight 2")
+            .then_some(())
+    })
+    .await;
+    // ... survives the shutdown signal, and is answered once the server is back.
+    let _ = gw.stop.take().unwrap().send(());
+    gw.server.resume();
+    let response = in_flight.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    gw.served.take().unwrap().await.unwrap().unwrap();
+    // Nothing listens any more.
+    assert!(
+        gw.http
+            .get(format!("{}/livez", gw.base))
+            .send()
+            .await
+            .is_err()
+    );
+    // The gateway drained its NATS connection; a fresh one sees both accepted jobs.
+    let js = async_nats::jetstream::new(async_nats::connect(gw.server.url()).await.unwrap());
+    let mut stream = js.get_stream("JOBFLEET_Q_emails").await.unwrap();
+    assert_eq!(
+        stream.info().await.unwrap().state.messages,
+        2,
+        "both accepted jobs are stored"
+    );
+}
