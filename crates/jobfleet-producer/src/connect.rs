@@ -179,8 +179,15 @@ impl ConnectOptions {
         Ok(())
     }
 
-    /// Connects with async-nats: retries reconnecting forever once connected.
-    pub(crate) async fn connect_client(&self) -> Result<async_nats::Client, ConnectError> {
+    /// Connects a plain async-nats client with these options (every URL of the list,
+    /// credentials, TLS); once connected it reconnects forever. Worker binaries use it, so
+    /// they take the same `NATS_*` settings as producers.
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectError`] when the options are invalid, the server is unreachable, or it
+    /// rejects the credentials.
+    pub async fn connect_client(&self) -> Result<async_nats::Client, ConnectError> {
         self.validate()?;
         let mut options = async_nats::ConnectOptions::new()
             .connection_timeout(self.connection_timeout)

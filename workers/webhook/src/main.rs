@@ -121,9 +121,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let client = match async_nats::ConnectOptions::new()
-        .max_reconnects(None)
-        .connect(args.nats_url.as_str())
+    // Every URL of a comma-separated list, and the NATS_CREDS / NATS_TOKEN / TLS settings.
+    let client = match jobfleet_producer::ConnectOptions::from_env()
+        .urls(&args.nats_url)
+        .name("jobfleet-worker-webhook")
+        .connect_client()
         .await
     {
         Ok(client) => client,

@@ -142,8 +142,10 @@ struct WorkerProcess {
 
 impl WorkerProcess {
     fn start(server: &NatsServer, queue: &str, flags: &[&str]) -> Self {
+        // A URL list, as a cluster deployment passes it (docker-compose.yml does).
+        let urls = format!("{0},{0}", server.url());
         let mut child = Command::new(env!("CARGO_BIN_EXE_jobfleet-worker-webhook"))
-            .args(["--queue", queue, "--nats-url", &server.url()])
+            .args(["--queue", queue, "--nats-url", &urls])
             .args(flags)
             .env("RUST_LOG", "info,async_nats=warn")
             .stdin(Stdio::null())
