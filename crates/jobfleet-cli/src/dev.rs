@@ -125,17 +125,11 @@ async fn run_fleet(
     }
 
     // The demo worker, in this process.
-    let client = async_nats::ConnectOptions::new()
-        .max_reconnects(None)
+    let client = jobfleet_producer::ConnectOptions::from_env()
+        .urls(url)
         .name("jobfleet-dev-worker")
-        .connect(url)
-        .await
-        .map_err(|err| {
-            CliError::new(
-                CliErrorKind::Unavailable,
-                format!("cannot connect to {url}: {err}"),
-            )
-        })?;
+        .connect_client()
+        .await?;
     let has_demo = jobfleet_producer::list_queues(producer.jetstream())
         .await?
         .iter()
