@@ -10,7 +10,7 @@ use jobfleet_worker::{HandlerError, JobContext, Outcome, Worker, handler_fn};
 use tokio_util::sync::CancellationToken;
 
 use crate::args::{DevArgs, GatewayArgs, Global};
-use crate::error::{CliError, CliErrorKind};
+use crate::error::CliError;
 use crate::gateway::{declare_from_file, shutdown_signal};
 use crate::nats_server::LocalServer;
 use crate::output::Output;
