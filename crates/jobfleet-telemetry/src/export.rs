@@ -43,12 +43,17 @@ impl Exporter {
             .with_span_processor(processor)
             .with_resource(resource)
             .build();
-        opentelemetry::global::set_tracer_provider(provider.clone());
-        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         Ok(Self {
             provider,
             service_name,
         })
+    }
+
+    /// Makes this the global tracer provider (for code using the OpenTelemetry API directly)
+    /// and W3C trace context the global propagator.
+    pub(crate) fn install_globals(&self) {
+        opentelemetry::global::set_tracer_provider(self.provider.clone());
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     }
 
     /// The tracer the `tracing` layer records into.

@@ -199,12 +199,13 @@ pub fn init(service_name: &str) -> TelemetryGuard {
         eprintln!(
             "jobfleet-telemetry: a global tracing subscriber is already installed; keeping it"
         );
+        #[cfg(feature = "otlp")]
+        if let Some(exporter) = exporter {
+            exporter.shutdown();
+        }
         return TelemetryGuard {
             #[cfg(feature = "otlp")]
-            exporter: exporter.and_then(|exporter| {
-                exporter.shutdown();
-                None
-            }),
+            exporter: None,
         };
     }
     for warning in warnings {
@@ -212,6 +213,7 @@ pub fn init(service_name: &str) -> TelemetryGuard {
     }
     #[cfg(feature = "otlp")]
     if let (Some(plan), Some(exporter)) = (&plan, &exporter) {
+        exporter.install_globals();
         tracing::info!(
             endpoint = %plan.endpoint,
             service_name = exporter.service_name(),
