@@ -57,9 +57,11 @@ async fn main() -> ExitCode {
         eprintln!("jobfleet-worker-noop: --fail-rate must be in 0..=1 and --grace-seconds >= 0");
         return ExitCode::from(2);
     }
-    let client = match async_nats::ConnectOptions::new()
-        .max_reconnects(None)
-        .connect(args.nats_url.as_str())
+    // Every URL of a comma-separated list, and the NATS_CREDS / NATS_TOKEN / TLS settings.
+    let client = match jobfleet_producer::ConnectOptions::from_env()
+        .urls(&args.nats_url)
+        .name("jobfleet-worker-noop")
+        .connect_client()
         .await
     {
         Ok(client) => client,

@@ -37,7 +37,13 @@ async fn setup(server: &NatsServer, config: &QueueConfig) -> Producer {
 /// Starts the worker binary on `queue` with extra flags; its stderr is inherited for debugging.
 fn worker(server: &NatsServer, queue: &str, flags: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_jobfleet-worker-noop"))
-        .args(["--queue", queue, "--nats-url", &server.url()])
+        // A URL list, as a cluster deployment passes it (docker-compose.yml does).
+        .args([
+            "--queue",
+            queue,
+            "--nats-url",
+            &format!("{0},{0}", server.url()),
+        ])
         .args(flags)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
