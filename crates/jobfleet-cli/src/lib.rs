@@ -35,7 +35,12 @@ pub fn run(args: Vec<OsString>) -> i32 {
             return err.exit_code();
         }
     };
-    let _telemetry = jobfleet_telemetry::init("jobfleet");
+    let service = match &cli.command {
+        Command::Gateway(_) => "jobfleet-gateway",
+        Command::Dev(_) => "jobfleet-dev",
+        _ => "jobfleet",
+    };
+    let _telemetry = jobfleet_telemetry::init(service);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

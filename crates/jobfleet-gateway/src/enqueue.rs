@@ -13,6 +13,7 @@ use jobfleet_core::{JobId, QueueName};
 use jobfleet_producer::{Enqueued, Job};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use tracing::Instrument as _;
 
 use crate::problem::Problem;
 use crate::state::{GatewayState, PublishingGuard};
@@ -131,8 +132,8 @@ fn unsupported(detail: &str) -> Problem {
     )
 }
 
-/// The `traceparent`/`tracestate` of the request, when well-formed.
-fn trace_context(headers: &HeaderMap, mut job: Job) -> Job {
+/// The request's `traceparent`/`tracestate`, when well-formed.
+fn incoming_trace(headers: &HeaderMap) -> Option<(&str, Option<&str>)> {
     let valid = |v: &str| {
         let parts: Vec<&str> = v.split('-').collect();
         parts.len() == 4
@@ -141,18 +142,38 @@ fn trace_context(headers: &HeaderMap, mut job: Job) -> Job {
                 .zip(&parts)
                 .all(|(len, p)| p.len() == *len && p.bytes().all(|b| b.is_ascii_hexdigit()))
     };
-    if let Some(tp) = headers
+    let traceparent = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| valid(v))
-    {
-        job = job.traceparent(tp);
-        if let Some(ts) = headers
-            .get("tracestate")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| v.len() <= 512)
-        {
-            job = job.tracestate(ts);
+        .filter(|v| valid(v))?;
+    let tracestate = headers
+        .get("tracestate")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 512);
+    Some((traceparent, tracestate))
+}
+
+/// The span an enqueue runs in: a child of the caller's trace context when it sent one.
+fn enqueue_span(headers: &HeaderMap, queue: &str) -> tracing::Span {
+    let span = tracing::info_span!("enqueue", otel.kind = "producer", queue = %queue);
+    if let Some((traceparent, tracestate)) = incoming_trace(headers) {
+        jobfleet_telemetry::set_remote_parent(&span, traceparent, tracestate);
+    }
+    span
+}
+
+/// Gives the job a trace context: the gateway's own span when traces are exported (so the
+/// worker's span nests under it), else the caller's, as received.
+fn trace_context(headers: &HeaderMap, mut job: Job) -> Job {
+    if let Some(context) = jobfleet_telemetry::current_trace_context() {
+        job = job.traceparent(context.traceparent);
+        if let Some(state) = context.tracestate {
+            job = job.tracestate(state);
+        }
+    } else if let Some((traceparent, tracestate)) = incoming_trace(headers) {
+        job = job.traceparent(traceparent);
+        if let Some(state) = tracestate {
+            job = job.tracestate(state);
         }
     }
     job
@@ -177,8 +198,21 @@ fn valid_queue(queue: &str) -> Result<QueueName, Problem> {
 
 /// Enqueues one job; its payload is the request body.
 pub(crate) async fn enqueue_one(
-    State(state): State<GatewayState>,
+    state: State<GatewayState>,
     Path(queue): Path<String>,
+    options: Result<Query<JobOptions>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let span = enqueue_span(&headers, &queue);
+    enqueue_one_traced(state, queue, options, headers, body)
+        .instrument(span)
+        .await
+}
+
+async fn enqueue_one_traced(
+    State(state): State<GatewayState>,
+    queue: String,
     options: Result<Query<JobOptions>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     body: Bytes,
@@ -365,8 +399,20 @@ fn batch_job(item: BatchItem, index: usize) -> Result<Job, String> {
 
 /// Enqueues many jobs; 202 when all were stored, 207 with per-job results otherwise.
 pub(crate) async fn enqueue_batch(
-    State(state): State<GatewayState>,
+    state: State<GatewayState>,
     Path(queue): Path<String>,
+    headers: HeaderMap,
+    request: Result<Json<BatchRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, Problem> {
+    let span = enqueue_span(&headers, &queue);
+    enqueue_batch_traced(state, queue, headers, request)
+        .instrument(span)
+        .await
+}
+
+async fn enqueue_batch_traced(
+    State(state): State<GatewayState>,
+    queue: String,
     headers: HeaderMap,
     request: Result<Json<BatchRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, Problem> {
