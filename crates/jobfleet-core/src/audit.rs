@@ -30,6 +30,9 @@ pub enum AuditEventKind {
     DeadLettered,
     /// A dead job was put back on its queue (a new life begins; not terminal).
     Redriven,
+    /// A running handler reported progress (`result` holds what it reported; level `full`
+    /// only).
+    Progress,
 }
 
 impl AuditEventKind {
@@ -47,6 +50,7 @@ impl AuditEventKind {
             Self::Succeeded => "succeeded",
             Self::DeadLettered => "dead_lettered",
             Self::Redriven => "redriven",
+            Self::Progress => "progress",
         }
     }
 }
@@ -141,7 +145,7 @@ pub struct AuditEvent {
         with = "time::serde::rfc3339::option"
     )]
     pub run_at: Option<OffsetDateTime>,
-    /// A small handler result, for `succeeded`.
+    /// A small handler result, for `succeeded`; the reported value, for `progress`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<serde_json::Value>,
     /// W3C trace id of the attempt, when traced.
@@ -184,6 +188,15 @@ impl AuditEvent {
     pub fn message_id(&self) -> String {
         if self.event.is_terminal() {
             format!("{}.{}.terminal", self.job_id, self.life)
+        } else if self.event == AuditEventKind::Progress {
+            // Every report is kept: its time makes the id unique.
+            format!(
+                "{}.{}.progress.{}.{}",
+                self.job_id,
+                self.life,
+                self.attempt,
+                self.at.unix_timestamp_nanos()
+            )
         } else {
             format!(
                 "{}.{}.{}.{}",

@@ -1,13 +1,15 @@
 //! What a handler sees of the job it runs.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use jobfleet_core::{JobId, JobMeta};
+use jobfleet_core::{AuditEvent, AuditEventKind, JobId, JobMeta};
 use time::OffsetDateTime;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
+use crate::audit::AuditSink;
 use crate::lease::Lease;
 use crate::outcome::HandlerError;
 
@@ -15,7 +17,7 @@ use crate::outcome::HandlerError;
 #[derive(Debug, Clone)]
 pub struct JobContext {
     pub(crate) meta: JobMeta,
-    pub(crate) queue: std::sync::Arc<str>,
+    pub(crate) queue: Arc<str>,
     pub(crate) attempt: u32,
     pub(crate) max_attempts: u32,
     pub(crate) timeout: Duration,
@@ -24,6 +26,23 @@ pub struct JobContext {
     pub(crate) headers: HeaderMap,
     pub(crate) cancel: CancellationToken,
     pub(crate) lease: Lease,
+    pub(crate) progress: Option<Arc<ProgressSink>>,
+}
+
+/// Writes `progress` audit events for the jobs of one worker.
+#[derive(Debug)]
+pub(crate) struct ProgressSink {
+    audit: AuditSink,
+    worker: String,
+}
+
+impl ProgressSink {
+    pub(crate) fn new(audit: AuditSink, worker: &str) -> Self {
+        Self {
+            audit,
+            worker: worker.to_owned(),
+        }
+    }
 }
 
 impl JobContext {
@@ -102,6 +121,32 @@ impl JobContext {
         serde_json::from_slice(&self.payload).map_err(|err| {
             HandlerError::permanent(format!("invalid payload: {err}")).with_class("InvalidPayload")
         })
+    }
+
+    /// Reports progress (any small JSON value, e.g. `{"done": 40, "of": 100}`) and extends
+    /// the lease: recorded as a `progress` audit event, so `job_status` and the dashboard
+    /// show it while the job runs. Recorded only when the queue's audit level is `full`;
+    /// otherwise, and if NATS cannot take it right now, the report is dropped (it is
+    /// informational).
+    pub async fn report_progress(&self, value: serde_json::Value) {
+        self.lease.extend().await;
+        let Some(sink) = &self.progress else {
+            return;
+        };
+        let mut event = AuditEvent::new(
+            AuditEventKind::Progress,
+            self.meta.id,
+            &*self.queue,
+            OffsetDateTime::now_utc(),
+            self.attempt,
+        );
+        event.life = self.meta.life;
+        event.job_type.clone_from(&self.meta.job_type);
+        event.stream_seq = Some(self.stream_sequence);
+        event.worker = Some(sink.worker.clone());
+        event.trace_id = self.meta.trace_id().map(str::to_owned);
+        event.result = Some(value);
+        sink.audit.record(&event).await;
     }
 
     /// Resolves when the attempt is cancelled (timeout or worker shutdown).

@@ -37,6 +37,8 @@ pub(crate) struct Runtime {
     /// The work stream's age limit: a scheduled retry must fire before it.
     pub(crate) max_age: Option<Duration>,
     pub(crate) audit: AuditSink,
+    /// Where `JobContext::progress` reports go; `None` unless the audit level is `full`.
+    pub(crate) progress: Option<Arc<crate::context::ProgressSink>>,
     pub(crate) handler: Arc<dyn Handler>,
     pub(crate) worker_id: String,
     pub(crate) stats: Arc<WorkerStats>,
@@ -201,6 +203,7 @@ impl Runtime {
             headers: delivery.message.headers.clone().unwrap_or_default(),
             cancel: cancel.clone(),
             lease,
+            progress: self.progress.clone(),
         };
         // The job's span carries the producer's trace id, so logs of an attempt join its trace.
         let span = tracing::info_span!(

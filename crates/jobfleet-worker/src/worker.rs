@@ -144,10 +144,15 @@ impl WorkerBuilder {
         };
         let worker_id = self.worker_id.unwrap_or_else(default_worker_id);
         let stats = Arc::new(WorkerStats::default());
+        let audit = AuditSink::new(js.clone(), settings.audit);
+        let progress = audit
+            .wants(jobfleet_core::AuditEventKind::Progress)
+            .then(|| Arc::new(crate::context::ProgressSink::new(audit.clone(), &worker_id)));
         let runtime = Runtime {
             queue: std::sync::Arc::from(settings.name.as_str()),
             client: self.client,
-            audit: AuditSink::new(js.clone(), settings.audit),
+            audit,
+            progress,
             js,
             settings,
             schedules,

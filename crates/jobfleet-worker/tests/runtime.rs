@@ -1046,3 +1046,63 @@ async fn the_lease_follows_the_consumers_own_ack_wait() {
         "renewed at the consumer's pace, not the metadata's"
     );
 }
+
+#[tokio::test]
+async fn progress_reports_are_audited_in_order_at_level_full_only() {
+    let server = NatsServer::start();
+    let full = fast_queue("progress_full");
+    let mut terminal = fast_queue("progress_terminal");
+    terminal.audit.level = jobfleet_core::AuditLevel::Terminal;
+    let (producer, js) = setup(&server, &full).await;
+    producer.declare_queue(&terminal).await.unwrap();
+    let handler = || {
+        handler_fn(|job: JobContext| async move {
+            for done in [1, 2] {
+                job.report_progress(serde_json::json!({"done": done, "of": 2}))
+                    .await;
+            }
+            Ok(Outcome::Done)
+        })
+    };
+    let reported = producer
+        .enqueue("progress_full", Job::bytes("{}"))
+        .await
+        .unwrap()
+        .id;
+    let unreported = producer
+        .enqueue("progress_terminal", Job::bytes("{}"))
+        .await
+        .unwrap()
+        .id;
+    let a = Running::start(&server, "progress_full", handler()).await;
+    let b = Running::start(&server, "progress_terminal", handler()).await;
+    a.until("the reporting job", |s| s.succeeded == 1).await;
+    b.until("the other job", |s| s.succeeded == 1).await;
+    a.stop().await;
+    b.stop().await;
+
+    let history = job_history(&js, reported).await.unwrap();
+    let kinds: Vec<_> = history.iter().map(|e| e.event).collect();
+    assert_eq!(
+        kinds,
+        [
+            AuditEventKind::Enqueued,
+            AuditEventKind::Started,
+            AuditEventKind::Progress,
+            AuditEventKind::Progress,
+            AuditEventKind::Succeeded
+        ]
+    );
+    assert_eq!(
+        history[3].result,
+        Some(serde_json::json!({"done": 2, "of": 2}))
+    );
+    assert!(history[2].worker.is_some());
+    let kinds: Vec<_> = job_history(&js, unreported)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(kinds, [AuditEventKind::Succeeded]);
+}
