@@ -2,8 +2,8 @@
 # Runs a benchmark in release mode against a fresh local nats-server (or $NATS_URL) and
 # prints jobfleet's figures beside the raw async-nats baseline from the same run.
 # Usage: scripts/bench.sh [enqueue|drain|gateway] [--jobs N] [--single-jobs N] [--rounds R] [--payload BYTES]
-# `gateway` drives the HTTP gateway with wrk (installed from Debian's packages when missing).
 #        scripts/bench.sh python [--jobs N] [--rounds R] [--payload BYTES] [--concurrency C] [--threads T]
+# `gateway` drives the HTTP gateway with wrk (installed from Debian's packages when missing).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

@@ -4,9 +4,11 @@ subcommands from the wheel, and `python -m jobfleet`."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 
 import jobfleet
 
-from conftest import NatsServer, eventually, run_python
+from conftest import NatsServer, eventually, free_port, run_python
 from helpers import Recorder
 
 
@@ -53,8 +55,15 @@ def test_sigterm_finishes_running_jobs_and_loses_none(
     log = Path(worker_env["TEST_LOG"])
     app.declare_queues([queue])
     jobs = [app.enqueue(queue, {"seconds": 0.4}).id for _ in range(12)]
-    worker = start_worker(spawn, worker_env, tmp_path, "--concurrency", "3", "--grace-seconds", "20")
+    metrics_port = free_port()
+    worker = start_worker(
+        spawn, worker_env, tmp_path, "--concurrency", "3", "--grace-seconds", "20", "--metrics-port", str(metrics_port)
+    )
     running = eventually(lambda: [l for l in log_lines(log) if l[0] == "start"][:3] or None, what="three jobs to start")
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+        metrics = response.read().decode()
+    started_metric = re.search(rf'^jobfleet_attempts_started_total{{queue="{queue}"}} (\d+)$', metrics, re.M)
+    assert started_metric is not None and int(started_metric.group(1)) >= 3, metrics
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0, (tmp_path / "worker.out").read_text()
     lines = log_lines(log)

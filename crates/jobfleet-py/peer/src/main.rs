@@ -1,8 +1,14 @@
-//! `jobfleet-py-peer`: the Rust side of the Python package's cross-language tests.
+//! `jobfleet-py-peer`: the Rust side of the Python package's cross-language tests and of its
+//! benchmark (`python/bench/drain.py`).
 //!
 //! ```text
 //! jobfleet-py-peer enqueue URL QUEUE PAYLOAD [JOB_TYPE]   prints the job id
 //! jobfleet-py-peer work URL QUEUE COUNT                   prints `<id> <payload>` per job, exits after COUNT
+//! jobfleet-py-peer fill URL QUEUE COUNT BYTES             declares QUEUE, enqueues COUNT jobs of BYTES
+//! jobfleet-py-peer drain URL QUEUE COUNT CONCURRENCY      a no-op Rust worker; prints the seconds from
+//!                                                         its first start to COUNT succeeded
+//! jobfleet-py-peer drain-raw URL COUNT BYTES              the raw baseline: plain JetStream publish,
+//!                                                         then pull (batch 500) + ack; prints seconds
 //! ```
 
 use std::process::ExitCode;
@@ -12,7 +18,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use jobfleet_producer::{ConnectOptions, Job, Producer};
 use jobfleet_worker::{JobContext, Outcome, Worker, handler_fn};
 
-#[tokio::main(flavor = "current_thread")]
+mod bench;
+
+#[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args
@@ -28,10 +36,19 @@ async fn main() -> ExitCode {
             Ok(count) => work(url, queue, count).await,
             Err(_) => Err(format!("not a number: {count}")),
         },
-        _ => Err(
-            "usage: jobfleet-py-peer enqueue URL QUEUE PAYLOAD [JOB_TYPE] | work URL QUEUE COUNT"
-                .into(),
-        ),
+        ["fill", url, queue, count, bytes] => match (count.parse(), bytes.parse()) {
+            (Ok(count), Ok(bytes)) => bench::fill(url, queue, count, bytes).await,
+            _ => Err("COUNT and BYTES must be numbers".into()),
+        },
+        ["drain", url, queue, count, concurrency] => match (count.parse(), concurrency.parse()) {
+            (Ok(count), Ok(concurrency)) => bench::drain(url, queue, count, concurrency).await,
+            _ => Err("COUNT and CONCURRENCY must be numbers".into()),
+        },
+        ["drain-raw", url, count, bytes] => match (count.parse(), bytes.parse()) {
+            (Ok(count), Ok(bytes)) => bench::drain_raw(url, count, bytes).await,
+            _ => Err("COUNT and BYTES must be numbers".into()),
+        },
+        _ => Err("usage: jobfleet-py-peer enqueue|work|fill|drain|drain-raw ... (see the docs at the top of main.rs)".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
