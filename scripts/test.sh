@@ -9,6 +9,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
+# The dashboard's browser test runs here (setup installs Chromium); JOBFLEET_BROWSER_TESTS=0 skips it.
+export JOBFLEET_BROWSER_TESTS="${JOBFLEET_BROWSER_TESTS:-1}"
 "$root/scripts/setup.sh"
 export NATS_SERVER_BIN="${NATS_SERVER_BIN:-$("$root/scripts/nats-server-path.sh")}"
 export JOBFLEET_PYTHON="${JOBFLEET_PYTHON:-$root/.venv/bin/python}"

@@ -21,6 +21,7 @@
 
 mod auth;
 mod config;
+mod dashboard;
 mod dead_letters;
 mod enqueue;
 mod health;

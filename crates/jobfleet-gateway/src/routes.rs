@@ -159,6 +159,7 @@ pub fn app(state: GatewayState) -> Router {
         ))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(body_limit))
+        .merge(crate::dashboard::router(&state))
         .with_state(state)
 }
 
