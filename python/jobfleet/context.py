@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from collections.abc import Mapping, MutableMapping
 from datetime import datetime, timedelta, timezone
@@ -12,6 +14,17 @@ from . import _native
 __all__ = ["JobContext", "JobLogger"]
 
 _logger = logging.getLogger("jobfleet.job")
+
+
+def _progress_json(value: object) -> str | None:
+    if value is None:
+        return None
+    try:
+        return json.dumps(value, separators=(",", ":"))
+    except (TypeError, ValueError) as error:
+        from .errors import InvalidPayload
+
+        raise InvalidPayload(f"progress must be JSON-encodable: {error}") from error
 
 
 class JobLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -117,14 +130,37 @@ class JobContext:
             )
         return self._logger
 
-    def progress(self) -> None:
-        """Tells the server the job is still being worked on (extends its lease now).
+    def progress(self, value: object = None) -> None:
+        """Reports progress and extends the job's lease.
 
-        The runtime already extends the lease on a timer for as long as the handler runs,
-        so this is only a heartbeat; it carries no progress data (the audit schema has no
-        place for it) and returns at once.
+        ``value`` (any small JSON-able value, e.g. ``{"done": 40, "of": 100}``) is recorded
+        as a ``progress`` audit event, which ``App.job_status`` shows while the job runs,
+        when the queue's audit level is ``full``; without it this is just a heartbeat. The
+        runtime already extends the lease on a timer while the handler runs.
+
+        Returns once recorded (a network round trip; the GIL is released meanwhile). In an
+        ``async def`` handler use ``await ctx.aprogress(...)``, which does not block the
+        event loop.
         """
-        self._native.progress()
+        self._native.progress(_progress_json(value))
+
+    async def aprogress(self, value: object = None) -> None:
+        """:meth:`progress` for ``async def`` handlers."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def settle() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        def callback() -> None:
+            try:
+                loop.call_soon_threadsafe(settle)
+            except RuntimeError:  # the loop is closed: nobody waits
+                pass
+
+        self._native.progress_async(callback, _progress_json(value))
+        await done
 
     def __repr__(self) -> str:
         return f"JobContext(id={self.id!r}, queue={self.queue!r}, attempt={self.attempt}/{self.max_attempts})"

@@ -167,3 +167,33 @@ def test_a_returned_value_is_kept_in_the_audit_event(app: jobfleet.App, queue: s
         job = compute.enqueue({"a": 2, "b": 3})
         status = finished(app, job.id)
     assert status.event == "succeeded" and status.result == {"sum": 5}
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_progress_is_recorded_while_the_job_runs(app: jobfleet.App, queue: str, kind: str) -> None:
+    if kind == "sync":
+
+        @app.job(queue=queue)
+        def work(payload: None, ctx: JobContext) -> None:
+            ctx.progress()  # a heartbeat only
+            for done in (1, 2):
+                ctx.progress({"done": done, "of": 2})
+
+    else:
+
+        @app.job(queue=queue)
+        async def work(payload: None, ctx: JobContext) -> None:
+            await ctx.aprogress()
+            for done in (1, 2):
+                await ctx.aprogress({"done": done, "of": 2})
+
+    with app.start_worker():
+        job = work.enqueue(None)
+        finished(app, job.id)
+    events = [(e.event, e.result) for e in app.job_history(job.id) if e.event != "enqueued"]
+    assert events == [
+        ("started", None),
+        ("progress", {"done": 1, "of": 2}),
+        ("progress", {"done": 2, "of": 2}),
+        ("succeeded", None),
+    ]

@@ -4,6 +4,22 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
+use crate::errors;
+use crate::runtime::{runtime, wait};
+
+fn progress_value(py: Python<'_>, json: Option<&str>) -> PyResult<Option<serde_json::Value>> {
+    json.map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| errors::invalid_option(py, format!("progress must be JSON: {e}")))
+}
+
+async fn report(context: &jobfleet_worker::JobContext, value: Option<serde_json::Value>) {
+    match value {
+        Some(value) => context.report_progress(value).await,
+        None => context.progress().await,
+    }
+}
+
 /// One attempt of a job, as handed to a Python handler.
 #[pyclass(frozen, module = "jobfleet._native")]
 pub(crate) struct JobContext {
@@ -101,11 +117,39 @@ impl JobContext {
         self.inner.is_cancelled()
     }
 
-    /// Extends the job's lease now, without waiting for the server. The runtime already does
-    /// this on a timer while the handler runs.
-    fn progress(&self, py: Python<'_>) -> PyResult<()> {
+    /// Reports progress: with `value_json`, a `progress` audit event carrying that JSON (when
+    /// the queue's audit level is `full`); always, a lease extension. Returns once done (the
+    /// GIL released meanwhile), so a report made before the handler returns is recorded
+    /// before the job's terminal event.
+    #[pyo3(signature = (value_json=None))]
+    fn progress(&self, py: Python<'_>, value_json: Option<&str>) -> PyResult<()> {
+        let value = progress_value(py, value_json)?;
         let context = self.inner.clone();
-        crate::runtime::runtime(py)?.spawn(async move { context.progress().await });
+        wait(py, async move { report(&context, value).await })
+    }
+
+    /// [`JobContext::progress`] in the background: calls `callback()` from another thread
+    /// once done.
+    #[pyo3(signature = (callback, value_json=None))]
+    fn progress_async(
+        &self,
+        py: Python<'_>,
+        callback: Py<PyAny>,
+        value_json: Option<&str>,
+    ) -> PyResult<()> {
+        let value = progress_value(py, value_json)?;
+        let context = self.inner.clone();
+        runtime(py)?.spawn(async move {
+            report(&context, value).await;
+            // The callback needs the GIL, which a runtime thread must not wait for.
+            tokio::task::spawn_blocking(move || {
+                Python::attach(|py| {
+                    if let Err(err) = callback.call0(py) {
+                        err.write_unraisable(py, None);
+                    }
+                });
+            });
+        });
         Ok(())
     }
 
