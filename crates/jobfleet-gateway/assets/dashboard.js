@@ -43,7 +43,7 @@
     fetch(window.location.href, {
       credentials: "same-origin",
       cache: "no-store",
-      headers: { Accept: "text/html" },
+      headers: { Accept: "text/html", "X-Jobfleet-Live": "1" },
       redirect: "manual"
     })
       .then(function (response) {

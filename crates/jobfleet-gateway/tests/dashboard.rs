@@ -325,6 +325,19 @@ async fn overview_and_queue_pages_show_the_counts_in_nats() {
             "{id} not in recent jobs"
         );
     }
+    // The script's refresh gets the live section only (no audit stream read).
+    let live = env
+        .send(
+            get("/ui/queues/emails")
+                .header("x-jobfleet-live", "1")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    live.assert_html(StatusCode::OK);
+    assert!(live.body.contains("id=\"queue-now\" data-live"));
+    assert!(live.body.contains("data-stat=\"ready\">3<"));
+    assert!(!live.body.contains("Recent jobs"));
     let reports = env.get("/ui/queues/reports").await;
     reports.assert_html(StatusCode::OK);
     assert!(reports.body.contains("Latest dead letters"));

@@ -322,6 +322,20 @@ impl Browser {
         .await;
     }
 
+    /// Emulates the `prefers-color-scheme: dark` media feature (Chrome DevTools Protocol).
+    async fn prefer_dark(&self, dark: bool) {
+        self.command(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            Some(
+                json!({"cmd": "Emulation.setEmulatedMedia", "params": {"features": [
+                    {"name": "prefers-color-scheme", "value": if dark { "dark" } else { "light" }}
+                ]}}),
+            ),
+        )
+        .await;
+    }
+
     async fn screenshot(&self, name: &str) -> PathBuf {
         let data = self
             .command(reqwest::Method::GET, "/screenshot", None)
@@ -554,6 +568,9 @@ async fn in_chromium_an_operator_finds_a_dead_job_redrives_it_and_sees_it_succee
     browser.resize(390, 844).await;
     browser.screenshot("overview-phone.png").await;
     browser.resize(1280, 1000).await;
+    browser.prefer_dark(true).await;
+    browser.screenshot("overview-dark.png").await;
+    browser.prefer_dark(false).await;
 
     // The dead letters of demo, from the card's link.
     browser.click("[data-queue=demo] a[data-stat=dead]").await;
@@ -640,6 +657,20 @@ async fn in_chromium_an_operator_finds_a_dead_job_redrives_it_and_sees_it_succee
     browser.wait_for("table.dead").await;
     assert_eq!(browser.count("table.dead tbody tr").await, 2);
     assert_eq!(browser.count(&format!("tr[data-job='{id}']")).await, 0);
+
+    // The queue's page lists it among recent jobs, and the worker that ran it.
+    browser.goto(&format!("{base}/ui/queues/demo")).await;
+    browser.wait_for("#queue-now").await;
+    assert_eq!(
+        browser
+            .count(&format!(
+                "#recent-title ~ .table-wrap a[href='/ui/jobs/{id}']"
+            ))
+            .await,
+        1
+    );
+    assert!(browser.count("[data-workers] li").await >= 1);
+    browser.screenshot("queue.png").await;
 
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "browser console errors: {errors:#?}");

@@ -131,6 +131,12 @@ async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
+/// Whether the request is the script's live refresh (`X-Jobfleet-Live: 1`), which only
+/// uses the `data-live` regions: pages may skip reading what lies outside them.
+pub(crate) fn is_live_refresh(headers: &axum::http::HeaderMap) -> bool {
+    headers.contains_key("x-jobfleet-live")
+}
+
 /// A 303 to `location` (after a form POST, so a reload does not repeat it).
 pub(crate) fn see_other(location: &str) -> Response {
     Redirect::to(location).into_response()

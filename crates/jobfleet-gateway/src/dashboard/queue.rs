@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::{Extension, Form};
 use futures::future::join_all;
@@ -15,7 +16,7 @@ use super::html::{Html, bytes, duration, h, time_ago};
 use super::layout::{self, Confirm, Crumb, Live};
 use super::overview::{Observed, stats_list};
 use super::session::Viewer;
-use super::{Ui, chart, dead_letters, jobs, see_other};
+use super::{Ui, chart, dead_letters, is_live_refresh, jobs, see_other};
 
 /// How many of the newest audit events the queue page reads for recent jobs and workers.
 const RECENT_EVENTS: u64 = 300;
@@ -51,6 +52,7 @@ pub(crate) async fn page(
     Extension(viewer): Extension<Viewer>,
     Path(queue): Path<String>,
     Query(query): Query<NoticeQuery>,
+    headers: HeaderMap,
 ) -> Response {
     let js = ui.gw.js();
     let stats = match jobfleet_producer::queue_stats(js, &queue).await {
@@ -59,6 +61,14 @@ pub(crate) async fn page(
     };
     let dead_total = stats.dead_total;
     let observed = Observed::new(&ui, stats);
+    let title = format!("Queue {queue}");
+    let crumbs = [Crumb::link("Queues", "/ui"), Crumb::here(queue.clone())];
+    if is_live_refresh(&headers) {
+        // The script only swaps the live section: skip reading the audit stream.
+        let mut body = Html::new();
+        now_section(&mut body, &observed, OffsetDateTime::now_utc());
+        return layout::page(&title, &crumbs, &viewer, Live::Yes, body.finish());
+    }
     let (latest_dead, events) = futures::join!(
         jobfleet_worker::dead_letters_page(js, &queue, dead_total.saturating_sub(10), 10, |_| {
             true
@@ -89,10 +99,7 @@ pub(crate) async fn page(
     if viewer.can_act() {
         pause_form(&mut body, &stats.name, stats.paused);
     }
-    h!(&mut body;
-        "<section id=\"queue-now\" data-live aria-label=\"Now\" class=\"card wide\">");
-    stats_list(&mut body, &observed);
-    h!(&mut body; {chart::rates(&observed.samples, now, "chart-queue")} "</section>");
+    now_section(&mut body, &observed, now);
     h!(&mut body; "<div class=\"columns\">");
     configuration(&mut body, stats);
     match &events {
@@ -121,13 +128,14 @@ pub(crate) async fn page(
         Err(err) => h!(&mut body; "<p class=\"notice warn\">Dead letters cannot be read: "
             (err) "</p>"),
     }
-    layout::page(
-        &format!("Queue {queue}"),
-        &[Crumb::link("Queues", "/ui"), Crumb::here(queue.clone())],
-        &viewer,
-        Live::Yes,
-        body.finish(),
-    )
+    layout::page(&title, &crumbs, &viewer, Live::Yes, body.finish())
+}
+
+/// The numbers and chart: the part of the page that updates live.
+fn now_section(out: &mut Html, observed: &Observed, now: OffsetDateTime) {
+    h!(out; "<section id=\"queue-now\" data-live aria-label=\"Now\" class=\"card wide\">");
+    stats_list(out, observed);
+    h!(out; {chart::rates(&observed.samples, now, "chart-queue")} "</section>");
 }
 
 fn pause_form(out: &mut Html, queue: &str, paused: bool) {
