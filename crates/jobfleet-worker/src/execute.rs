@@ -82,11 +82,14 @@ struct Delivery {
 }
 
 impl Runtime {
-    /// Processes one delivery; `permit` is its handler slot, released when this returns.
+    /// Processes one delivery; `permit` is its handler slot, released as soon as the handler
+    /// is done (settling, i.e. the terminal audit event and the ack, runs after that without
+    /// holding a slot: it waits on the server, not on this process, and the consumer's
+    /// `max_ack_pending` bounds how many jobs are unsettled).
     pub(crate) async fn process(
         self: Arc<Self>,
         message: jetstream::Message,
-        _permit: OwnedSemaphorePermit,
+        permit: OwnedSemaphorePermit,
     ) {
         let _in_flight = InFlight::enter(Arc::clone(&self.stats));
         let Ok(info) = message.info() else {
@@ -133,7 +136,7 @@ impl Runtime {
             );
             return Box::pin(self.settle(delivery, Verdict::Dead { reason }, None)).await;
         }
-        self.run(delivery).await;
+        self.run(delivery, permit).await;
     }
 
     /// On a redelivery, whether the job already ended in this life (its worker recorded the
@@ -165,13 +168,18 @@ impl Runtime {
 
     /// Runs one attempt with its lease kept alive from start to final acknowledgement
     /// (settling waits on audit and dead-letter publishes, which can outlast a short lease).
-    async fn run(self: Arc<Self>, delivery: Delivery) {
+    async fn run(self: Arc<Self>, delivery: Delivery, permit: OwnedSemaphorePermit) {
         let lease = Lease::new(self.client.clone(), delivery.message.reply.clone());
         let _held = self.leases.hold(delivery.message.reply.as_ref());
-        Arc::clone(&self).attempt(delivery, lease).await;
+        Arc::clone(&self).attempt(delivery, lease, permit).await;
     }
 
-    async fn attempt(self: Arc<Self>, delivery: Delivery, lease: Lease) {
+    async fn attempt(
+        self: Arc<Self>,
+        delivery: Delivery,
+        lease: Lease,
+        permit: OwnedSemaphorePermit,
+    ) {
         let timeout = delivery
             .meta
             .timeout
@@ -234,6 +242,7 @@ impl Runtime {
             () = self.abort.cancelled() => None,
         };
         cancel.cancel();
+        drop(permit);
         let elapsed = started.elapsed();
         self.stats.handler_duration.observe(elapsed);
         let _entered = span.enter();
