@@ -175,6 +175,8 @@ def _supervise(argv: Sequence[str]) -> int:
             # A session of its own: a terminal's Ctrl-C reaches only this process, which
             # forwards it once (the child must not count it twice).
             child = subprocess.Popen(command, start_new_session=True, env={**os.environ, "JOBFLEET_SUPERVISED": "1"})
+            if signals:  # one arrived while the child was starting
+                child.send_signal(signals[-1])
             while True:
                 try:
                     code = child.wait()
