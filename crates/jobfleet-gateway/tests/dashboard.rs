@@ -93,14 +93,29 @@ impl Env {
         self.enqueue(queue, Job::json(&payload).unwrap()).await
     }
 
-    /// Waits until the job's page shows `state`.
+    /// Waits until the job's page shows `state`; on timeout, says what it showed last.
     async fn wait_state(&self, id: &str, state: &str) -> Page {
         let marker = format!("data-job-state=\"{state}\"");
-        eventually_async(&format!("job {id} {state}"), WAIT, || async {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
             let page = self.get(&format!("/ui/jobs/{id}")).await;
-            page.body.contains(&marker).then_some(page)
-        })
-        .await
+            if page.body.contains(&marker) {
+                return page;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let shown = page
+                    .body
+                    .split("data-job-state=\"")
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .unwrap_or("no state");
+                panic!(
+                    "job {id} not {state} after {WAIT:?}: {} shows {shown}",
+                    page.status
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     async fn wait_dead(&self, queue: &str, count: u64) {
@@ -353,6 +368,13 @@ async fn overview_and_queue_pages_show_the_counts_in_nats() {
     env.get("/ui/no/such/page")
         .await
         .assert_html(StatusCode::NOT_FOUND);
+    // Outside /ui, unknown paths keep the API's problem+json 404.
+    let api = env.get("/v1/no/such/thing").await;
+    assert_eq!(api.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        api.headers[header::CONTENT_TYPE],
+        jobfleet_gateway::PROBLEM_JSON
+    );
 
     // The assets the page links, at their versioned URLs.
     for (name, content_type) in [
@@ -667,6 +689,38 @@ async fn the_job_page_shows_attempts_errors_durations_and_workers() {
     assert!(
         page.body.contains("{&quot;ok&quot;:true}"),
         "the handler's result"
+    );
+
+    // An `enqueued` event written after the job ran (the producer records it after the
+    // job is stored, and a quick worker may be done by then) does not make it look pending.
+    let late = jobfleet_core::AuditEvent::new(
+        jobfleet_core::AuditEventKind::Enqueued,
+        id.parse().unwrap(),
+        "jobs",
+        time::OffsetDateTime::now_utc(),
+        0,
+    );
+    env.producer
+        .jetstream()
+        .publish(
+            jobfleet_core::topology::audit_subject(&id.parse().unwrap()),
+            serde_json::to_vec(&late).unwrap().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let page = env.get(&format!("/ui/jobs/{id}")).await;
+    assert!(
+        page.body.contains("data-job-state=\"succeeded\""),
+        "{}",
+        page.body
+    );
+    let first = page.body.find("data-event=\"enqueued\"").unwrap();
+    assert!(first < page.body.find("data-event=\"started\"").unwrap());
+    assert!(
+        page.body.rfind("data-event=\"enqueued\"").unwrap()
+            < page.body.find("data-event=\"succeeded\"").unwrap()
     );
 
     let found = env.get(&format!("/ui/jobs?id=+{id}+")).await;

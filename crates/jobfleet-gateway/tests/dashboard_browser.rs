@@ -138,18 +138,24 @@ struct Browser {
 }
 
 impl Browser {
-    async fn open(driver: &Driver, chromium: &Path) -> Self {
+    /// A browser session with its own profile `name`, with JavaScript on or off.
+    async fn open(driver: &Driver, chromium: &Path, name: &str, javascript: bool) -> Self {
         let http = reqwest::Client::new();
+        let profile = driver.profile.join(name);
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": chromium,
+                "prefs": {
+                    "profile.managed_default_content_settings.javascript":
+                        if javascript { 1 } else { 2 },
+                },
                 "args": [
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--disable-quic", "--no-first-run", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--window-size=1280,900",
                     "--force-device-scale-factor=1", "--lang=en-US",
-                    format!("--user-data-dir={}", driver.profile.display()),
+                    format!("--user-data-dir={}", profile.display()),
                 ],
             },
             "goog:loggingPrefs": {"browser": "ALL"},
@@ -494,7 +500,7 @@ async fn in_chromium_an_operator_finds_a_dead_job_redrives_it_and_sees_it_succee
     settled(&producer, "demo", 2).await;
 
     let driver = Driver::start(&chromedriver).await;
-    let browser = Browser::open(&driver, &chromium).await;
+    let browser = Browser::open(&driver, &chromium, "scripted", true).await;
 
     // Sign in: the dashboard sends us to the login form and back.
     browser.goto(&format!("{base}/ui")).await;
@@ -629,6 +635,7 @@ async fn in_chromium_an_operator_finds_a_dead_job_redrives_it_and_sees_it_succee
             .await
             .starts_with("Redrive job")
     );
+    browser.screenshot("confirm.png").await;
     browser.click("button[data-confirm]").await;
 
     // The job's page follows it to success.
@@ -675,6 +682,44 @@ async fn in_chromium_an_operator_finds_a_dead_job_redrives_it_and_sees_it_succee
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "browser console errors: {errors:#?}");
     browser.close().await;
+
+    // Without JavaScript: the same pages read and act through plain forms.
+    let plain = Browser::open(&driver, &chromium, "plain", false).await;
+    plain
+        .goto(&format!("{base}/ui/queues/demo/dead-letters"))
+        .await;
+    plain.type_into("#token", ADMIN_TOKEN).await;
+    plain.click(".login button[type=submit]").await;
+    plain.wait_for("table.dead").await;
+    assert_eq!(
+        plain.count("[data-select-all]").await,
+        0,
+        "the script did not run"
+    );
+    assert_eq!(plain.count("table.dead tbody tr").await, 2);
+    let row = plain.wait_for("table.dead tbody tr").await;
+    let second = plain
+        .command(
+            reqwest::Method::GET,
+            &format!("/element/{row}/attribute/data-job"),
+            None,
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned();
+    plain
+        .click(&format!("button[name=one][value='{second}']"))
+        .await;
+    plain.click("button[data-confirm]").await;
+    plain.wait_for("[data-job-state]").await;
+    // No live updates here: reload until the worker has run it.
+    eventually_async("the job succeeded, seen by reloading", WAIT, || async {
+        plain.goto(&format!("{base}/ui/jobs/{second}")).await;
+        (plain.count("[data-job-state=succeeded]").await == 1).then_some(())
+    })
+    .await;
+    plain.close().await;
     drop(driver);
     let _ = stop_gateway.send(());
     served.await.unwrap().unwrap();

@@ -104,23 +104,23 @@ pub(crate) fn table(
     queue: &str,
     letters: &[DeadLetter],
     now: OffsetDateTime,
-    selectable: Option<()>,
+    selectable: bool,
 ) -> Markup {
     let mut out = Html::new();
     h!(&mut out; "<div class=\"table-wrap\"><table class=\"dead\"><thead><tr>");
-    if selectable.is_some() {
+    if selectable {
         h!(&mut out; "<th scope=\"col\"><span class=\"visually-hidden\">Select</span></th>");
     }
     h!(&mut out; "<th scope=\"col\">Job</th><th scope=\"col\">Type</th>"
         "<th scope=\"col\">Reason</th><th scope=\"col\">Attempts</th><th scope=\"col\">Died</th>");
-    if selectable.is_some() {
+    if selectable {
         h!(&mut out; "<th scope=\"col\"><span class=\"visually-hidden\">Action</span></th>");
     }
     h!(&mut out; "</tr></thead><tbody>");
     for dead in letters {
         let id = dead.id.to_string();
         h!(&mut out; "<tr data-job=\"" (&id) "\">");
-        if selectable.is_some() {
+        if selectable {
             h!(&mut out;
                 "<td><input type=\"checkbox\" name=\"ids\" value=\"" (&id) "\" id=\"sel-" (&id)
                 "\" aria-label=\"Select job " (&id) "\"></td>");
@@ -135,7 +135,7 @@ pub(crate) fn table(
             None => h!(&mut out; "unknown"),
         }
         h!(&mut out; "</td>");
-        if selectable.is_some() {
+        if selectable {
             h!(&mut out;
                 "<td><button type=\"submit\" name=\"one\" value=\"" (&id) "\" "
                 "aria-label=\"Redrive job " (&id) "\">Redrive</button></td>");
@@ -239,7 +239,7 @@ pub(crate) async fn list(
         if let Some(job_type) = &filter.job_type {
             layout::hidden(&mut body, "type", job_type);
         }
-        h!(&mut body; {table(&queue, &page, now, Some(()))}
+        h!(&mut body; {table(&queue, &page, now, true)}
             "<div class=\"actions\" role=\"group\" aria-label=\"Actions on dead letters\">"
             "<button type=\"submit\" name=\"scope\" value=\"selected\">Redrive selected…</button>"
             "<button type=\"submit\" name=\"scope\" value=\"selected\" formaction=\""
@@ -259,7 +259,7 @@ pub(crate) async fn list(
         });
         h!(&mut body; "</button></div></form>");
     } else {
-        h!(&mut body; {table(&queue, &page, now, None)}
+        h!(&mut body; {table(&queue, &page, now, false)}
             "<p class=\"hint\">Read-only: sign in with an admin token to redrive or delete.</p>");
     }
     let filter_query = filter.query();
@@ -625,6 +625,12 @@ async fn confirm(ui: &Ui, viewer: &Viewer, queue: &str, chosen: &Chosen, verb: V
     };
     let base = dlq_href(queue);
     let (verb_text, button) = match verb {
+        Verb::Redrive if matches!(chosen, Chosen::One(_)) => {
+            ("Redrive", "Redrive the job".to_owned())
+        }
+        Verb::Delete if matches!(chosen, Chosen::One(_)) => {
+            ("Delete", "Delete the dead letter".to_owned())
+        }
         Verb::Redrive => ("Redrive", format!("Redrive {count} job(s)")),
         Verb::Delete => ("Delete", format!("Delete {count} dead letter(s)")),
     };
@@ -635,9 +641,8 @@ async fn confirm(ui: &Ui, viewer: &Viewer, queue: &str, chosen: &Chosen, verb: V
     let mut explanation = Html::new();
     match verb {
         Verb::Redrive => h!(&mut explanation;
-            "<p>The job(s) go back on queue <b class=\"mono\">" (queue) "</b> with their "
-            "attempts reset, under the same id (a new life), and run again as workers take "
-            "them.</p>"),
+            "<p>Back on queue <b class=\"mono\">" (queue) "</b> with attempts reset, under "
+            "the same id (a new life), to run again as workers take it.</p>"),
         Verb::Delete => h!(&mut explanation;
             "<p class=\"notice bad\">Deleting cannot be undone: the payloads are gone for good. "
             "The audit history of the job(s) stays.</p>"),

@@ -33,6 +33,23 @@ pub(crate) fn badge(kind: AuditEventKind) -> Markup {
     out.finish()
 }
 
+/// Where an event belongs in a job's life, for ordering: by life, then the event that
+/// begins it (enqueued or redriven), then each attempt's events, then the terminal one.
+///
+/// The audit stream's order is not enough: the producer writes `enqueued` after the job is
+/// stored, so a quick worker's `started` and `succeeded` can land before it.
+pub(crate) fn lifecycle_order(event: &AuditEvent) -> (u32, u8, u32, u8) {
+    match event.event {
+        AuditEventKind::Enqueued | AuditEventKind::Redriven => (event.life, 0, 0, 0),
+        AuditEventKind::Succeeded | AuditEventKind::DeadLettered => {
+            (event.life, 2, event.attempt, 0)
+        }
+        AuditEventKind::Started => (event.life, 1, event.attempt, 0),
+        AuditEventKind::Retried => (event.life, 1, event.attempt, 2),
+        _ => (event.life, 1, event.attempt, 1),
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct FindQuery {
     id: Option<String>,
@@ -90,10 +107,11 @@ pub(crate) async fn page(
         );
     };
     let js = ui.gw.js();
-    let events = match jobfleet_worker::job_history(js, id).await {
+    let mut events = match jobfleet_worker::job_history(js, id).await {
         Ok(events) => events,
         Err(err) => return layout::problem_page(err),
     };
+    events.sort_by_key(lifecycle_order);
     let Some(last) = events.last() else {
         return unknown(&ui, &viewer, id).await;
     };
@@ -243,4 +261,50 @@ async fn unknown(ui: &Ui, viewer: &Viewer, id: JobId) -> Response {
     );
     *response.status_mut() = StatusCode::NOT_FOUND;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_follow_the_lifecycle_whatever_order_they_were_written_in() {
+        let id = JobId::new();
+        let at = OffsetDateTime::UNIX_EPOCH;
+        let event = |kind, attempt, life| {
+            let mut e = AuditEvent::new(kind, id, "q", at, attempt);
+            e.life = life;
+            e
+        };
+        let mut events = vec![
+            event(AuditEventKind::Started, 1, 0),
+            event(AuditEventKind::Succeeded, 2, 1),
+            event(AuditEventKind::Retried, 1, 0),
+            event(AuditEventKind::DeadLettered, 2, 0),
+            event(AuditEventKind::Started, 2, 0),
+            event(AuditEventKind::Enqueued, 0, 0),
+            event(AuditEventKind::Started, 1, 1),
+            event(AuditEventKind::Redriven, 0, 1),
+            event(AuditEventKind::Progress, 1, 1),
+        ];
+        events.sort_by_key(lifecycle_order);
+        let kinds: Vec<_> = events
+            .iter()
+            .map(|e| (e.event.as_str(), e.attempt, e.life))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("enqueued", 0, 0),
+                ("started", 1, 0),
+                ("retried", 1, 0),
+                ("started", 2, 0),
+                ("dead_lettered", 2, 0),
+                ("redriven", 0, 1),
+                ("started", 1, 1),
+                ("progress", 1, 1),
+                ("succeeded", 2, 1),
+            ]
+        );
+    }
 }

@@ -23,9 +23,10 @@ mod queue;
 mod session;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -84,7 +85,26 @@ pub(crate) fn router(state: &GatewayState) -> Router<GatewayState> {
         .merge(open)
         .layer(CsrfLayer::new().with_rejection_response(cross_origin_refused))
         .layer(middleware::from_fn(security_headers))
+        .fallback(api_fallback)
         .with_state(ui)
+}
+
+/// Requests for neither the API nor the dashboard: the API's own 404 (problem+json),
+/// counted as `unmatched` like the API does. Needed because this router is merged after
+/// the API's layers (so that they leave HTML alone), and a merge keeps the fallback of the
+/// router merged in.
+async fn api_fallback(State(ui): State<Ui>, request: Request) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let response =
+        crate::problem::problem_for_plain_errors(StatusCode::NOT_FOUND.into_response()).await;
+    ui.gw.inner.metrics.observe(
+        "unmatched",
+        &method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 async fn not_found() -> Response {

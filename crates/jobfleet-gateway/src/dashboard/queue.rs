@@ -119,7 +119,7 @@ pub(crate) async fn page(
             if latest.is_empty() {
                 h!(&mut body; "<p class=\"empty\">None.</p>");
             } else {
-                h!(&mut body; {dead_letters::table(&queue, &latest, now, None)});
+                h!(&mut body; {dead_letters::table(&queue, &latest, now, false)});
             }
             h!(&mut body;
                 "<p><a href=\"/ui/queues/" (&queue) "/dead-letters\">Browse all "
@@ -205,12 +205,21 @@ fn workers(out: &mut Html, events: &[&AuditEvent], waiting_pulls: u64, now: Offs
 
 /// The latest event of each job in `events`, newest first.
 fn recent_jobs(out: &mut Html, events: &[&AuditEvent], now: OffsetDateTime) {
+    // Newest job first (by where its events appear), each with its latest event in its
+    // lifecycle (not necessarily the last one written).
     let mut latest: HashMap<_, &AuditEvent> = HashMap::new();
     let mut order = Vec::new();
-    for event in events.iter().rev() {
-        if let std::collections::hash_map::Entry::Vacant(slot) = latest.entry(event.job_id) {
-            slot.insert(event);
-            order.push(event.job_id);
+    for &event in events.iter().rev() {
+        match latest.entry(event.job_id) {
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(event);
+                order.push(event.job_id);
+            }
+            std::collections::hash_map::Entry::Occupied(mut slot) => {
+                if jobs::lifecycle_order(event) > jobs::lifecycle_order(slot.get()) {
+                    slot.insert(event);
+                }
+            }
         }
     }
     h!(out; "<section aria-labelledby=\"recent-title\"><h2 id=\"recent-title\">Recent jobs</h2>");
