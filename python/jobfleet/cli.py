@@ -238,7 +238,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # native binary: its own handlers (dev, gateway) install themselves.
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, signal.SIG_DFL)
-    return _native.run_cli(["jobfleet", *args])
+    code = _native.run_cli(["jobfleet", *args])
+    if args in ([], ["-h"], ["--help"], ["help"]):
+        print(
+            "\nPython (this package):\n"
+            "  worker   Run the handlers of a Python app: jobfleet worker MODULE:APP (see jobfleet worker --help)"
+        )
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover
