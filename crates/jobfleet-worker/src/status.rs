@@ -4,7 +4,7 @@ use async_nats::jetstream::{
     self,
     stream::{DirectGetErrorKind, LastRawMessageErrorKind},
 };
-use jobfleet_core::{AuditEvent, JobId, topology};
+use jobfleet_core::{AuditEvent, AuditEventKind, JobId, topology};
 
 use crate::error::{WorkerError, WorkerErrorKind};
 
@@ -49,15 +49,35 @@ pub async fn job_status(
         .get_last_raw_message_by_subject(&topology::audit_subject(&id))
         .await
     {
-        Ok(message) => Ok(Some(JobStatus {
-            last: decode(&message.payload)?,
-        })),
+        Ok(message) => {
+            let last = decode(&message.payload)?;
+            if last.event != AuditEventKind::Enqueued {
+                return Ok(Some(JobStatus { last }));
+            }
+            // The producer records `enqueued` after the PubAck without waiting, so a quick
+            // worker's events can be stored before it: put the history in lifecycle order.
+            let latest = job_history(js, id).await?.pop().unwrap_or(last);
+            Ok(Some(JobStatus { last: latest }))
+        }
         Err(err) if err.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
         Err(err) => Err(unavailable(err)),
     }
 }
 
-/// Every audit event of the job, oldest first (one direct get per event).
+/// Where an event falls in a job's life: by life, then attempt (0 for `enqueued` and
+/// `redriven`), then the order of events within an attempt.
+fn lifecycle_position(event: &AuditEvent) -> (u32, u32, u8) {
+    let within = match event.event {
+        AuditEventKind::Enqueued | AuditEventKind::Redriven => 0,
+        AuditEventKind::Started => 1,
+        AuditEventKind::Progress => 2,
+        AuditEventKind::Retried => 3,
+        _ => 4,
+    };
+    (event.life, event.attempt, within)
+}
+
+/// Every audit event of the job in lifecycle order (one direct get per event).
 ///
 /// # Errors
 ///
@@ -82,7 +102,12 @@ pub async fn job_history(
                 events.push(decode(&message.payload)?);
                 next = message.sequence + 1;
             }
-            Err(err) if err.kind() == DirectGetErrorKind::NotFound => return Ok(events),
+            Err(err) if err.kind() == DirectGetErrorKind::NotFound => {
+                // Stored order is almost always lifecycle order; `enqueued` may trail (see
+                // `job_status`). A stable sort keeps the rest as stored.
+                events.sort_by_key(lifecycle_position);
+                return Ok(events);
+            }
             Err(err) => return Err(unavailable(err)),
         }
     }

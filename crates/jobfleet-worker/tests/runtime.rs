@@ -1106,3 +1106,45 @@ async fn progress_reports_are_audited_in_order_at_level_full_only() {
         .collect();
     assert_eq!(kinds, [AuditEventKind::Succeeded]);
 }
+
+#[tokio::test]
+async fn status_and_history_follow_the_lifecycle_when_enqueued_is_stored_late() {
+    let server = NatsServer::start();
+    let (_producer, js) = setup(&server, &fast_queue("late")).await;
+    let id = jobfleet_core::JobId::new();
+    let at = time::OffsetDateTime::now_utc();
+    // As a quick worker can make it happen: `enqueued` (sent without awaiting its ack by the
+    // producer) is stored after the job's later events.
+    for (kind, attempt) in [
+        (AuditEventKind::Started, 1),
+        (AuditEventKind::Succeeded, 1),
+        (AuditEventKind::Enqueued, 0),
+    ] {
+        let event = jobfleet_core::AuditEvent::new(kind, id, "late", at, attempt);
+        js.publish(
+            topology::audit_subject(&id),
+            serde_json::to_vec(&event).unwrap().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+    let status = job_status(&js, id).await.unwrap().unwrap();
+    assert_eq!(status.last.event, AuditEventKind::Succeeded);
+    assert!(status.is_finished());
+    let kinds: Vec<_> = job_history(&js, id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            AuditEventKind::Enqueued,
+            AuditEventKind::Started,
+            AuditEventKind::Succeeded
+        ]
+    );
+}
