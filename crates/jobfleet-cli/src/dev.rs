@@ -171,6 +171,7 @@ async fn run_fleet(
         "nats": url,
         "nats_monitor": monitor,
         "gateway": base,
+        "dashboard": format!("{base}/ui"),
         "workers": {
             "demo": has_demo,
             "webhooks": webhook.is_some(),
@@ -182,7 +183,9 @@ async fn run_fleet(
         if let Some(m) = &monitor {
             text.push_str(&format!("  (monitoring {m}, data in {})", args.data_dir.display()));
         }
-        text.push_str(&format!("\n  gateway   {base}   API {base}/openapi.json   metrics {base}/metrics\n"));
+        text.push_str(&format!(
+            "\n  dashboard {base}/ui\n  gateway   {base}   API {base}/openapi.json   metrics {base}/metrics\n"
+        ));
         if has_demo {
             text.push_str(&format!("  worker    demo (in this process, {} at once)\n", args.concurrency));
         }
