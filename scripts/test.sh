@@ -21,7 +21,7 @@ echo "==> cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo test" >&2
 if [ "$#" -eq 0 ]; then
-    cargo test --workspace --locked
+    cargo test --workspace --locked --no-fail-fast
     echo "==> pytest python/tests" >&2
     "$root/.venv/bin/python" -m pytest python/tests
 else
