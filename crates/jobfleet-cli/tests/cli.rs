@@ -332,27 +332,20 @@ impl Drop for ChildGuard {
     }
 }
 
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+/// One HTTP/1.0 request (the connection closes after it): status and body.
+fn http(port: u16, method: &str, path: &str, json_body: Option<&str>) -> Option<(u16, String)> {
     use std::io::Read;
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    Some((
-        status,
-        response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned(),
-    ))
-}
-
-fn http_post_json(port: u16, path: &str, body: &str) -> Option<(u16, String)> {
-    use std::io::Read;
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let body = json_body.unwrap_or("");
+    let content_type = if json_body.is_some() {
+        "Content-Type: application/json\r\n"
+    } else {
+        ""
+    };
     write!(
         stream,
-        "POST {path} HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.0\r\nHost: x\r\n{content_type}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .ok()?;
@@ -363,6 +356,14 @@ fn http_post_json(port: u16, path: &str, body: &str) -> Option<(u16, String)> {
         status,
         response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned(),
     ))
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http(port, "GET", path, None)
+}
+
+fn http_post_json(port: u16, path: &str, body: &str) -> Option<(u16, String)> {
+    http(port, "POST", path, Some(body))
 }
 
 #[test]
