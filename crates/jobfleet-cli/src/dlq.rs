@@ -134,7 +134,7 @@ pub(crate) async fn run(
             let selection = match (ids.is_empty(), all, reason) {
                 (false, false, None) => RedriveSelection::Ids(parse_ids(&ids)?),
                 (true, true, None) => RedriveSelection::All,
-                (true, false, Some(reason)) => {
+                (true, false, Some(reason)) if !reason.is_empty() => {
                     RedriveSelection::Matching(Box::new(move |dead: &DeadLetter| {
                         dead.reason.contains(&reason)
                     }))
@@ -145,6 +145,10 @@ pub(crate) async fn run(
                         "choose exactly one of --id ID..., --all, --reason TEXT",
                     ));
                 }
+            };
+            let wanted = match &selection {
+                RedriveSelection::Ids(ids) => Some(ids.len()),
+                _ => None,
             };
             let report = jobfleet_worker::redrive(js, &queue, selection).await?;
             let json = serde_json::json!({
@@ -158,6 +162,17 @@ pub(crate) async fn run(
                 }
                 text
             });
+            if let Some(wanted) = wanted
+                && report.redriven.len() + report.failed.len() < wanted
+            {
+                return Err(CliError::new(
+                    CliErrorKind::NotFound,
+                    format!(
+                        "{} of the ids are not in the dead letters of {queue:?}",
+                        wanted - report.redriven.len() - report.failed.len()
+                    ),
+                ));
+            }
             if report.failed.is_empty() {
                 Ok(())
             } else {
@@ -168,6 +183,7 @@ pub(crate) async fn run(
             }
         }
         DlqCommand::Purge { queue, ids, yes } => {
+            let wanted = ids.len();
             let selection = if !ids.is_empty() {
                 RedriveSelection::Ids(parse_ids(&ids)?)
             } else if yes {
@@ -183,6 +199,15 @@ pub(crate) async fn run(
             out.print(&json, || {
                 format!("{queue}: {} dead letters deleted", deleted.len())
             });
+            if wanted > deleted.len() {
+                return Err(CliError::new(
+                    CliErrorKind::NotFound,
+                    format!(
+                        "{} of the ids are not in the dead letters of {queue:?}",
+                        wanted - deleted.len()
+                    ),
+                ));
+            }
             Ok(())
         }
     }

@@ -33,14 +33,12 @@ pub(crate) async fn run(
         out.print(&all, || stats_table(&all));
         return Ok(());
     };
-    if !(every.is_finite() && every >= 0.2) {
-        return Err(CliError::new(
-            CliErrorKind::Usage,
-            "--watch needs at least 0.2 seconds",
-        ));
-    }
+    let every_duration = Duration::try_from_secs_f64(every)
+        .ok()
+        .filter(|d| *d >= Duration::from_millis(200) && *d <= Duration::from_secs(86_400))
+        .ok_or_else(|| CliError::new(CliErrorKind::Usage, "--watch takes 0.2 to 86400 seconds"))?;
     let mut previous: HashMap<String, QueueStats> = HashMap::new();
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(every));
+    let mut tick = tokio::time::interval(every_duration);
     loop {
         tokio::select! {
             _ = tick.tick() => {}

@@ -278,6 +278,18 @@ async fn job_status_history_and_dead_letters_end_to_end() {
         2,
         "a selection is required"
     );
+    assert_eq!(
+        exit_code(&jobfleet(
+            &url,
+            &["dlq", "redrive", "mail", "--id", &unknown]
+        )),
+        3
+    );
+    assert_eq!(
+        exit_code(&jobfleet(&url, &["dlq", "redrive", "mail", "--reason", ""])),
+        2
+    );
+    assert_eq!(exit_code(&jobfleet(&url, &["stats", "--watch", "1e20"])), 2);
 
     let redriven = json_ok(&url, &["dlq", "redrive", "mail", "--id", &id, "--json"]);
     assert_eq!(redriven["redriven"][0], id.as_str());

@@ -10,7 +10,7 @@ use jobfleet_worker::{DeadLetter, RedriveSelection};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::enqueue::json_rejection;
+use crate::enqueue::{json_rejection, valid_queue};
 use crate::problem::Problem;
 use crate::state::GatewayState;
 
@@ -113,6 +113,7 @@ pub(crate) async fn list(
     Path(queue): Path<String>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ListBody>, Problem> {
+    valid_queue(&queue)?;
     let Query(query) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=MAX_PAGE).contains(&limit) {
@@ -145,6 +146,7 @@ pub(crate) async fn show(
     State(state): State<GatewayState>,
     Path((queue, id)): Path<(String, String)>,
 ) -> Result<Json<DeadLetterBody>, Problem> {
+    valid_queue(&queue)?;
     let id = parse_id(&id)?;
     let dead = jobfleet_worker::dead_letter(state.js(), &queue, id)
         .await?
@@ -183,6 +185,13 @@ impl SelectionBody {
             (None, true, false) => Ok(RedriveSelection::All),
             (None, false, true) => {
                 let (reason, job_type) = (self.reason, self.job_type);
+                if reason.as_deref().is_some_and(str::is_empty)
+                    || job_type.as_deref().is_some_and(str::is_empty)
+                {
+                    return Err(Problem::invalid(
+                        "an empty filter would select everything: use \"all\": true",
+                    ));
+                }
                 Ok(RedriveSelection::Matching(Box::new(move |dead| {
                     matches(dead, reason.as_deref(), job_type.as_deref())
                 })))
@@ -212,6 +221,7 @@ pub(crate) async fn redrive(
     Path(queue): Path<String>,
     selection: Result<Json<SelectionBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<RedriveBody>, Problem> {
+    valid_queue(&queue)?;
     let Json(selection) = selection.map_err(json_rejection)?;
     let report = jobfleet_worker::redrive(state.js(), &queue, selection.selection()?).await?;
     Ok(Json(RedriveBody {
@@ -231,6 +241,7 @@ pub(crate) async fn redrive_one(
     State(state): State<GatewayState>,
     Path((queue, id)): Path<(String, String)>,
 ) -> Result<Json<RedriveBody>, Problem> {
+    valid_queue(&queue)?;
     let id = parse_id(&id)?;
     let report =
         jobfleet_worker::redrive(state.js(), &queue, RedriveSelection::Ids(vec![id])).await?;
@@ -257,6 +268,7 @@ pub(crate) async fn delete(
     Path(queue): Path<String>,
     selection: Result<Json<SelectionBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<DeletedBody>, Problem> {
+    valid_queue(&queue)?;
     let Json(selection) = selection.map_err(json_rejection)?;
     let deleted =
         jobfleet_worker::delete_dead_letters(state.js(), &queue, selection.selection()?).await?;
@@ -269,6 +281,7 @@ pub(crate) async fn delete_one(
     State(state): State<GatewayState>,
     Path((queue, id)): Path<(String, String)>,
 ) -> Result<Json<DeletedBody>, Problem> {
+    valid_queue(&queue)?;
     let id = parse_id(&id)?;
     let deleted =
         jobfleet_worker::delete_dead_letters(state.js(), &queue, RedriveSelection::Ids(vec![id]))

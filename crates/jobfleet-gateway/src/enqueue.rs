@@ -149,7 +149,7 @@ fn incoming_trace(headers: &HeaderMap) -> Option<(&str, Option<&str>)> {
     let tracestate = headers
         .get("tracestate")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= 512);
+        .filter(|v| !v.trim().is_empty() && v.len() <= 512);
     Some((traceparent, tracestate))
 }
 
@@ -191,7 +191,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     }
 }
 
-fn valid_queue(queue: &str) -> Result<QueueName, Problem> {
+pub(crate) fn valid_queue(queue: &str) -> Result<QueueName, Problem> {
     QueueName::new(queue)
         .map_err(|_| Problem::not_found("unknown-queue", format!("queue {queue:?} does not exist")))
 }
@@ -430,6 +430,14 @@ async fn enqueue_batch_traced(
     for (index, item) in request.jobs.into_iter().enumerate() {
         let job = batch_job(item, index).map_err(Problem::invalid)?;
         jobs.push(trace_context(&headers, job));
+    }
+    // Checked as the producer will, so a job it would refuse refuses the whole batch.
+    if let Err((index, err)) = state.producer().check(&queue, &jobs).await? {
+        let problem = Problem::from(err);
+        return Err(Problem {
+            detail: format!("jobs[{index}]: {}", problem.detail),
+            ..problem
+        });
     }
     let results = state.producer().enqueue_batch(&queue, jobs).await?;
     let mut response = BatchResponse {

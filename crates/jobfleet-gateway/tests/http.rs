@@ -159,6 +159,32 @@ async fn run_worker(
     Running { stop: Some(stop) }
 }
 
+/// Waits until `request` is inside the gateway (blocked on a paused server): /metrics then
+/// counts at least two requests in flight, it and the /metrics request itself.
+async fn wait_in_flight<T>(gw: &Fixture, request: &tokio::task::JoinHandle<T>) {
+    eventually_async("the request to be in flight", WAIT, || async {
+        assert!(
+            !request.is_finished(),
+            "the request was answered before the test went on"
+        );
+        let text = gw
+            .request(Method::GET, "/metrics")
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let in_flight: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("jobfleet_gateway_requests_in_flight "))?
+            .parse()
+            .ok()?;
+        (in_flight >= 2).then_some(())
+    })
+    .await;
+}
+
 async fn job_state(gw: &Fixture, id: &str) -> Option<String> {
     let (status, body) = gw.get(&format!("/v1/jobs/{id}")).await;
     (status == StatusCode::OK).then(|| body["state"].as_str().unwrap().to_owned())
@@ -340,6 +366,11 @@ async fn batches_are_stored_whole_or_refused_whole() {
             json!({"jobs": [{"payload": 1, "colour": "red"}]}),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
+        // Refused by the producer's own checks: still nothing of the batch is stored.
+        (
+            json!({"jobs": [{"payload": 1}, {"payload": 2, "max_attempts": 0}]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
         (
             json!({"jobs": [{"payload_base64": "***"}]}),
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -480,6 +511,15 @@ async fn bad_requests_get_their_own_4xx_as_problem_json() {
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
+            gw.request(Method::GET, "/v1/queues/a.b/dead-letters"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            gw.request(Method::POST, "/v1/queues/emails/dead-letters/delete")
+                .json(&json!({"reason": ""})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
             gw.request(Method::GET, &format!("/v1/queues/emails/dead-letters/{id}")),
             StatusCode::NOT_FOUND,
         ),
@@ -615,21 +655,7 @@ async fn a_key_being_stored_right_now_gets_409() {
             .json(&json!(1))
             .send(),
     );
-    // The first request is in the gateway (blocked on the paused server) when /metrics
-    // counts two requests in flight: it and the /metrics request itself.
-    eventually_async("the first request to be in flight", WAIT, || async {
-        let text = gw
-            .request(Method::GET, "/metrics")
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        text.contains("jobfleet_gateway_requests_in_flight 2")
-            .then_some(())
-    })
-    .await;
+    wait_in_flight(&gw, &first).await;
     let (status, problem) = send(
         gw.request(Method::POST, "/v1/queues/emails/jobs")
             .header("idempotency-key", "slow")
@@ -869,19 +895,7 @@ async fn shutdown_finishes_requests_in_flight_then_drains_nats() {
             .json(&json!(1))
             .send(),
     );
-    eventually_async("the request to be in flight", WAIT, || async {
-        let text = gw
-            .request(Method::GET, "/metrics")
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        text.contains("jobfleet_gateway_requests_in_flight 2")
-            .then_some(())
-    })
-    .await;
+    wait_in_flight(&gw, &in_flight).await;
     // ... survives the shutdown signal, and is answered once the server is back.
     let _ = gw.stop.take().unwrap().send(());
     gw.server.resume();

@@ -164,6 +164,28 @@ impl Producer {
         }
     }
 
+    /// Checks `jobs` against `queue` as [`Producer::enqueue`] would (options, payload size,
+    /// delays the queue accepts) without storing anything: for callers that want a batch
+    /// stored whole or refused whole. Returns the index and error of the first invalid job.
+    ///
+    /// # Errors
+    ///
+    /// The outer error when the queue itself cannot be used (e.g. `UnknownQueue`).
+    pub async fn check<'a>(
+        &self,
+        queue: &str,
+        jobs: impl IntoIterator<Item = &'a Job>,
+    ) -> Result<Result<(), (usize, EnqueueError)>, EnqueueError> {
+        let info = self.queue(queue).await?;
+        let now = OffsetDateTime::now_utc();
+        for (index, job) in jobs.into_iter().enumerate() {
+            if let Err(err) = prepare(&info, job, now) {
+                return Ok(Err((index, err)));
+            }
+        }
+        Ok(Ok(()))
+    }
+
     /// Enqueues many jobs into one queue, pipelining up to 1024 publishes at once.
     ///
     /// Returns one result per job, in input order: each job is stored or not on its own. If

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer;
 use async_nats::jetstream::context::GetStreamErrorKind;
-use async_nats::jetstream::stream::{self, DirectGetErrorKind, StorageType};
+use async_nats::jetstream::stream::{
+    self, ConsumerErrorKind, DirectGetErrorKind, PurgeErrorKind, StorageType,
+};
 use futures::TryStreamExt;
 use jobfleet_core::{QueueName, WorkerDefaults, topology};
 use serde::Serialize;
@@ -126,6 +128,20 @@ fn parse_name(queue: &str) -> Result<QueueName, QueueAdminError> {
             err,
         )
     })
+}
+
+/// `Rejected` when JetStream answered with an error, `Unavailable` when it did not answer.
+fn refused_or_unavailable(
+    refused: bool,
+    what: String,
+    err: impl Into<async_nats::Error>,
+) -> QueueAdminError {
+    let kind = if refused {
+        QueueAdminErrorKind::Rejected
+    } else {
+        QueueAdminErrorKind::Unavailable
+    };
+    QueueAdminError::with_source(kind, what, err.into())
 }
 
 fn unavailable(what: String, err: impl Into<async_nats::Error>) -> QueueAdminError {
@@ -314,11 +330,8 @@ pub async fn pause_queue(
         .pause_consumer(topology::WORKER_CONSUMER, until)
         .await
         .map_err(|err| {
-            QueueAdminError::with_source(
-                QueueAdminErrorKind::Rejected,
-                format!("cannot pause queue {name:?}"),
-                err,
-            )
+            let refused = matches!(err.kind(), ConsumerErrorKind::JetStream(_));
+            refused_or_unavailable(refused, format!("cannot pause queue {name:?}"), err)
         })?;
     Ok(response.paused)
 }
@@ -338,11 +351,8 @@ pub async fn resume_queue(
         .resume_consumer(topology::WORKER_CONSUMER)
         .await
         .map_err(|err| {
-            QueueAdminError::with_source(
-                QueueAdminErrorKind::Rejected,
-                format!("cannot resume queue {name:?}"),
-                err,
-            )
+            let refused = matches!(err.kind(), ConsumerErrorKind::JetStream(_));
+            refused_or_unavailable(refused, format!("cannot resume queue {name:?}"), err)
         })?;
     Ok(response.paused)
 }
@@ -362,11 +372,8 @@ pub async fn purge_queue(
     let name = parse_name(queue)?;
     let stream = queue_stream(js, &name).await?;
     let response = stream.purge().await.map_err(|err| {
-        QueueAdminError::with_source(
-            QueueAdminErrorKind::Rejected,
-            format!("cannot purge queue {name:?}"),
-            err,
-        )
+        let refused = matches!(err.kind(), PurgeErrorKind::JetStream(_));
+        refused_or_unavailable(refused, format!("cannot purge queue {name:?}"), err)
     })?;
     Ok(response.purged)
 }

@@ -92,6 +92,69 @@ fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> WorkerErr
     )
 }
 
+/// Walks a queue's dead-letter stream one message at a time, so no operation holds more
+/// than one dead letter in memory; or, for a selection by id, visits only those ids.
+struct Cursor {
+    stream: jetstream::stream::Stream<()>,
+    name: QueueName,
+    next: u64,
+    /// For [`RedriveSelection::Ids`]: the ids still to visit (read by subject, not scanned).
+    ids: Option<std::vec::IntoIter<JobId>>,
+}
+
+impl Cursor {
+    async fn open(
+        js: &jetstream::Context,
+        name: QueueName,
+        after: u64,
+        selection: Option<&RedriveSelection>,
+    ) -> Result<Self, WorkerError> {
+        let stream = js
+            .get_stream_no_info(name.dead_letter_stream_name())
+            .await
+            .map_err(unavailable)?;
+        let ids = match selection {
+            Some(RedriveSelection::Ids(ids)) => Some(ids.clone().into_iter()),
+            _ => None,
+        };
+        Ok(Self {
+            stream,
+            name,
+            next: after.saturating_add(1),
+            ids,
+        })
+    }
+
+    async fn next(&mut self) -> Result<Option<DeadLetter>, WorkerError> {
+        if let Some(ids) = &mut self.ids {
+            for id in ids.by_ref() {
+                match self
+                    .stream
+                    .direct_get_last_for_subject(self.name.dead_letter_subject(&id))
+                    .await
+                {
+                    Ok(message) => return Ok(Some(decode(message))),
+                    Err(err) if err.kind() == DirectGetErrorKind::NotFound => {}
+                    Err(err) => return Err(unavailable(err)),
+                }
+            }
+            return Ok(None);
+        }
+        match self
+            .stream
+            .direct_get_next_for_subject(self.name.dead_letter_subjects(), Some(self.next))
+            .await
+        {
+            Ok(message) => {
+                self.next = message.sequence + 1;
+                Ok(Some(decode(message)))
+            }
+            Err(err) if err.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+}
+
 /// Every dead letter of `queue`, oldest first.
 ///
 /// # Errors
@@ -120,26 +183,14 @@ pub async fn dead_letters_page(
     accept: impl Fn(&DeadLetter) -> bool,
 ) -> Result<Vec<DeadLetter>, WorkerError> {
     let name = QueueSettings::load(js, queue).await?.name;
-    let stream = js
-        .get_stream_no_info(name.dead_letter_stream_name())
-        .await
-        .map_err(unavailable)?;
+    let mut cursor = Cursor::open(js, name, after, None).await?;
     let mut out = Vec::new();
-    let mut next = after.saturating_add(1);
     while out.len() < limit {
-        match stream
-            .direct_get_next_for_subject(name.dead_letter_subjects(), Some(next))
-            .await
-        {
-            Ok(message) => {
-                next = message.sequence + 1;
-                let dead = decode(message);
-                if accept(&dead) {
-                    out.push(dead);
-                }
-            }
-            Err(err) if err.kind() == DirectGetErrorKind::NotFound => break,
-            Err(err) => return Err(unavailable(err)),
+        let Some(dead) = cursor.next().await? else {
+            break;
+        };
+        if accept(&dead) {
+            out.push(dead);
         }
     }
     Ok(out)
@@ -183,27 +234,32 @@ pub async fn delete_dead_letters(
     selection: RedriveSelection,
 ) -> Result<Vec<JobId>, WorkerError> {
     let name = QueueSettings::load(js, queue).await?.name;
-    let stream = js
-        .get_stream_no_info(name.dead_letter_stream_name())
-        .await
-        .map_err(unavailable)?;
+    let mut cursor = Cursor::open(js, name.clone(), 0, Some(&selection)).await?;
     let mut deleted = Vec::new();
     if let RedriveSelection::All = selection {
-        // One purge, not one delete per message; ids come from the listing before it, so a
-        // letter arriving in between is deleted but not listed.
-        let listed = dead_letters(js, queue).await?;
-        stream
-            .purge()
-            .filter(name.dead_letter_subjects())
-            .await
-            .map_err(unavailable)?;
-        return Ok(listed.into_iter().map(|dead| dead.id).collect());
+        // One purge, not one delete per message, bounded by the last letter listed: one
+        // that arrives meanwhile stays (and is not reported as deleted).
+        let mut last = None;
+        while let Some(dead) = cursor.next().await? {
+            deleted.push(dead.id);
+            last = Some(dead.sequence);
+        }
+        if let Some(last) = last {
+            cursor
+                .stream
+                .purge()
+                .filter(name.dead_letter_subjects())
+                .sequence(last + 1)
+                .await
+                .map_err(unavailable)?;
+        }
+        return Ok(deleted);
     }
-    for dead in dead_letters(js, queue).await? {
+    while let Some(dead) = cursor.next().await? {
         if !selection.selects(&dead) {
             continue;
         }
-        match stream.delete_message(dead.sequence).await {
+        match cursor.stream.delete_message(dead.sequence).await {
             Ok(_) => deleted.push(dead.id),
             // Gone already (deleted or redriven meanwhile): nothing to do.
             Err(err)
@@ -258,17 +314,14 @@ pub async fn redrive(
 ) -> Result<RedriveReport, WorkerError> {
     let settings = QueueSettings::load(js, queue).await?;
     let audit = AuditSink::new(js.clone(), settings.audit);
-    let dlq = js
-        .get_stream(settings.name.dead_letter_stream_name())
-        .await
-        .map_err(unavailable)?;
+    let mut cursor = Cursor::open(js, settings.name.clone(), 0, Some(&selection)).await?;
     let mut report = RedriveReport::default();
-    for dead in dead_letters(js, queue).await? {
+    while let Some(dead) = cursor.next().await? {
         if !selection.selects(&dead) {
             continue;
         }
         match redrive_one(js, &settings.name, &audit, settings.audit, &dead).await {
-            Ok(()) => match dlq.delete_message(dead.sequence).await {
+            Ok(()) => match cursor.stream.delete_message(dead.sequence).await {
                 Ok(_) => report.redriven.push(dead.id),
                 Err(err) => report.failed.push((
                     dead.id,
