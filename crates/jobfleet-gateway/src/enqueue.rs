@@ -240,18 +240,22 @@ async fn enqueue_one_traced(
     job = options.apply(job).map_err(Problem::invalid)?;
     job = trace_context(&headers, job);
 
-    let id = match &key {
-        Some(key) => JobId::from_idempotency_key(&name, key),
-        None => job.job_id(),
-    };
-    let Some(_guard) = PublishingGuard::claim(&state, id) else {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "idempotency-key-in-use",
-            "a request with this Idempotency-Key is still being stored; retry shortly",
-        )
-        .retry_after(1)
-        .for_job(id));
+    // Only a caller-chosen key can collide with a request in flight; minted ids cannot.
+    let (id, _guard) = match &key {
+        Some(key) => {
+            let id = JobId::from_idempotency_key(&name, key);
+            let Some(guard) = PublishingGuard::claim(&state, id) else {
+                return Err(Problem::new(
+                    StatusCode::CONFLICT,
+                    "idempotency-key-in-use",
+                    "a request with this Idempotency-Key is still being stored; retry shortly",
+                )
+                .retry_after(1)
+                .for_job(id));
+            };
+            (id, Some(guard))
+        }
+        None => (job.job_id(), None),
     };
     let enqueued = state.producer().enqueue(&queue, job).await?;
     if enqueued.duplicate {

@@ -153,7 +153,8 @@ async fn queue_stream(
     js: &async_nats::jetstream::Context,
     name: &QueueName,
 ) -> Result<stream::Stream, QueueAdminError> {
-    let mut stream = js
+    // `get_stream` reads the stream's info once; `cached_info` is that reading.
+    let stream = js
         .get_stream(name.stream_name())
         .await
         .map_err(|err| match err.kind() {
@@ -163,10 +164,7 @@ async fn queue_stream(
             ),
             _ => unavailable(format!("cannot read queue {name:?}"), err),
         })?;
-    let info = stream
-        .info()
-        .await
-        .map_err(|err| unavailable(format!("cannot read queue {name:?}"), err))?;
+    let info = stream.cached_info();
     if !info
         .config
         .metadata
@@ -224,12 +222,8 @@ pub async fn queue_stats(
     queue: &str,
 ) -> Result<QueueStats, QueueAdminError> {
     let name = parse_name(queue)?;
-    let mut stream = queue_stream(js, &name).await?;
-    let info = stream
-        .info()
-        .await
-        .map_err(|err| unavailable(format!("cannot read queue {name:?}"), err))?
-        .clone();
+    let stream = queue_stream(js, &name).await?;
+    let info = stream.cached_info().clone();
     let consumer: consumer::Info = stream
         .consumer_info(topology::WORKER_CONSUMER)
         .await
