@@ -4,9 +4,12 @@
 //! `JOBFLEET_AUDIT` stream, with `Nats-Msg-Id` set to [`AuditEvent::message_id`] so a
 //! repeated write (a worker that died between recording and acking) is dropped by JetStream.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::error::AuditDecodeError;
 use crate::job_id::JobId;
 
 /// Version of the schema below; readers must ignore events with a higher major version and
@@ -40,6 +43,17 @@ impl AuditEventKind {
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Succeeded | Self::DeadLettered)
     }
+
+    /// Every kind this version knows.
+    const ALL: [Self; 7] = [
+        Self::Enqueued,
+        Self::Started,
+        Self::Retried,
+        Self::Succeeded,
+        Self::DeadLettered,
+        Self::Redriven,
+        Self::Progress,
+    ];
 
     /// The snake_case name used on the wire.
     pub fn as_str(self) -> &'static str {
@@ -145,8 +159,13 @@ pub struct AuditEvent {
         with = "time::serde::rfc3339::option"
     )]
     pub run_at: Option<OffsetDateTime>,
-    /// A small handler result, for `succeeded`; the reported value, for `progress`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A small handler result, for `succeeded`; the reported value, for `progress`. A
+    /// `null` that was written reads back as `Some(Value::Null)`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub result: Option<serde_json::Value>,
     /// W3C trace id of the attempt, when traced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,6 +173,33 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
+    /// Reads a stored event as `docs/protocol.md` (section 6) asks of readers: `Ok(None)` for
+    /// an event to skip, one of a newer schema version or of a kind this version does not
+    /// know; fields it does not know are ignored.
+    ///
+    /// # Errors
+    ///
+    /// [`AuditDecodeError`] when the payload is not an audit event (not JSON, a field
+    /// missing or of the wrong type).
+    pub fn decode(payload: &[u8]) -> Result<Option<Self>, AuditDecodeError> {
+        #[derive(Deserialize)]
+        struct Probe<'a> {
+            v: u64,
+            #[serde(borrow)]
+            event: Cow<'a, str>,
+        }
+        let probe: Probe<'_> = serde_json::from_slice(payload).map_err(AuditDecodeError::new)?;
+        let known = AuditEventKind::ALL
+            .iter()
+            .any(|kind| kind.as_str() == probe.event);
+        if probe.v > u64::from(AUDIT_SCHEMA_VERSION) || !known {
+            return Ok(None);
+        }
+        serde_json::from_slice(payload)
+            .map(Some)
+            .map_err(AuditDecodeError::new)
+    }
+
     /// A bare event; fill the optional fields as needed.
     pub fn new(
         event: AuditEventKind,
@@ -213,6 +259,13 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+/// A field that is present is `Some`, even when it is `null` (plain `Option` would read `None`).
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(deserializer).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +316,33 @@ mod tests {
             "queue":"q","at":"2026-11-23T13:00:00.123Z","attempt":1,"future_field":true}"#;
         let event: AuditEvent = serde_json::from_str(text).unwrap();
         assert!(event.event.is_terminal());
+    }
+
+    #[test]
+    fn readers_skip_unknown_kinds_and_newer_versions() {
+        let text = |v: u32, kind: &str| {
+            format!(
+                r#"{{"v":{v},"event":"{kind}","job_id":"0193a3c4-5b6d-7e8f-9a0b-1c2d3e4f5a6b",
+                "queue":"q","at":"2026-11-23T13:00:00Z","attempt":1}}"#
+            )
+        };
+        assert!(
+            AuditEvent::decode(text(1, "started").as_bytes())
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            AuditEvent::decode(text(1, "paused").as_bytes())
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            AuditEvent::decode(text(2, "started").as_bytes())
+                .unwrap()
+                .is_none()
+        );
+        assert!(AuditEvent::decode(b"{\"v\":1}").is_err());
+        assert!(AuditEvent::decode(b"not json").is_err());
     }
 
     #[test]

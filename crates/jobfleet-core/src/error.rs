@@ -134,3 +134,28 @@ impl fmt::Display for HeaderError {
 }
 
 impl std::error::Error for HeaderError {}
+
+/// A stored audit event that cannot be read: not JSON, or a field missing or of the wrong
+/// type. The cause is [`std::error::Error::source`].
+#[derive(Debug)]
+pub struct AuditDecodeError {
+    source: serde_json::Error,
+}
+
+impl AuditDecodeError {
+    pub(crate) fn new(source: serde_json::Error) -> Self {
+        Self { source }
+    }
+}
+
+impl fmt::Display for AuditDecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an audit event does not follow schema v1")
+    }
+}
+
+impl std::error::Error for AuditDecodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}

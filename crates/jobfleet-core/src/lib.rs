@@ -29,7 +29,8 @@
 //! # Errors
 //!
 //! Validation failures are [`ConfigError`]s whose [`ConfigErrorKind`] says what is wrong and
-//! whose `field` names the offending setting; header decoding failures are [`HeaderError`]s.
+//! whose `field` names the offending setting; header decoding failures are [`HeaderError`]s, and
+//! audit events that cannot be read are [`AuditDecodeError`]s.
 //!
 //! # Feature flags
 //!
@@ -46,7 +47,7 @@ mod timestamp;
 pub mod topology;
 
 pub use audit::{AUDIT_SCHEMA_VERSION, AuditEvent, AuditEventKind, AuditLevel};
-pub use error::{ConfigError, ConfigErrorKind, HeaderError, HeaderErrorKind};
+pub use error::{AuditDecodeError, ConfigError, ConfigErrorKind, HeaderError, HeaderErrorKind};
 pub use job_id::JobId;
 pub use job_meta::JobMeta;
 pub use queue_config::{
