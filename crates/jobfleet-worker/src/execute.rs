@@ -20,6 +20,7 @@ use crate::audit::AuditSink;
 use crate::context::JobContext;
 use crate::copy_headers::carried_headers;
 use crate::dead_letter::{Death, publish_dead_letter};
+use crate::failpoint::Failpoint;
 use crate::handler::Handler;
 use crate::lease::Lease;
 use crate::outcome::{HandlerError, Outcome};
@@ -46,6 +47,8 @@ pub(crate) struct Runtime {
     pub(crate) leases: Arc<crate::lease::LeaseKeeper>,
     /// Cancelled when the shutdown grace period is over: unfinished jobs are handed back.
     pub(crate) abort: CancellationToken,
+    /// Fault-injection hooks (feature `failpoints`; empty otherwise).
+    pub(crate) failpoints: crate::failpoint::Failpoints,
 }
 
 /// Longest delay a scheduled retry may have (the protocol's one-year cap).
@@ -294,6 +297,11 @@ impl Runtime {
                     if !Box::pin(self.audit.record(&event)).await {
                         return Box::pin(self.keep_for_later(&delivery)).await;
                     }
+                    self.failpoints.hit(
+                        Failpoint::AfterTerminalEventStored,
+                        delivery.meta.id,
+                        delivery.attempt,
+                    );
                 }
                 if let Err(err) = delivery.message.ack().await {
                     tracing::warn!(job_id = %delivery.meta.id, error = %err, "ack not sent; the job will run again");
@@ -528,6 +536,12 @@ impl Runtime {
                 .await;
             return;
         }
+        let attempt = event.as_ref().map_or(attempts, |e| e.attempt);
+        if let Some(meta) = meta {
+            self.failpoints
+                .hit(Failpoint::AfterDeadLetterStored, meta.id, attempt);
+        }
+        let recorded = event.is_some();
         if let Some(event) = event
             && !self.audit.record(&event).await
         {
@@ -539,6 +553,10 @@ impl Runtime {
                 .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
                 .await;
             return;
+        }
+        if recorded && let Some(meta) = meta {
+            self.failpoints
+                .hit(Failpoint::AfterTerminalEventStored, meta.id, attempt);
         }
         if let Err(err) = message.double_ack_with(AckKind::Term).await {
             tracing::warn!(sequence, error = %err, "terminate after dead-lettering not confirmed");

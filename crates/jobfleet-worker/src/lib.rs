@@ -87,6 +87,7 @@ mod copy_headers;
 mod dead_letter;
 mod error;
 mod execute;
+mod failpoint;
 mod handler;
 mod lease;
 mod metrics;
@@ -101,6 +102,9 @@ mod worker;
 
 pub use context::JobContext;
 pub use error::{WorkerError, WorkerErrorKind};
+pub use failpoint::Failpoint;
+#[cfg(feature = "failpoints")]
+pub use failpoint::FailpointHook;
 pub use handler::{Handler, HandlerFn, HandlerResult, handler_fn};
 pub use metrics::Histogram;
 pub use middleware::{

@@ -36,9 +36,18 @@ pub struct WorkerBuilder {
     grace_period: Duration,
     worker_id: Option<String>,
     metrics_addr: Option<std::net::SocketAddr>,
+    failpoints: crate::failpoint::Failpoints,
 }
 
 impl WorkerBuilder {
+    /// Installs a fault-injection hook, called at each [`Failpoint`](crate::Failpoint) (for
+    /// fault tests: the hook usually exits the process there). Feature `failpoints` only.
+    #[cfg(feature = "failpoints")]
+    pub fn failpoint(mut self, hook: crate::FailpointHook) -> Self {
+        self.failpoints.hook = Some(hook);
+        self
+    }
+
     /// Serves Prometheus metrics (see the crate docs' list) over HTTP on `addr`, e.g.
     /// `0.0.0.0:9464`; port 0 picks a free port ([`Worker::metrics_addr`] tells which).
     pub fn metrics_addr(mut self, addr: std::net::SocketAddr) -> Self {
@@ -162,6 +171,7 @@ impl WorkerBuilder {
             stats,
             abort: CancellationToken::new(),
             leases: Arc::new(crate::lease::LeaseKeeper::default()),
+            failpoints: self.failpoints,
         };
         Ok(Worker {
             runtime: Arc::new(runtime),
@@ -218,6 +228,7 @@ impl Worker {
             grace_period: Duration::from_secs(30),
             worker_id: None,
             metrics_addr: None,
+            failpoints: crate::failpoint::Failpoints::default(),
         }
     }
 
