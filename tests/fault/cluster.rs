@@ -144,6 +144,7 @@ pub(crate) async fn cluster_node_kill_loop() -> Row {
     let mut dice = Dice::new("node-kill");
     let mut faults = Vec::new();
     let mut victims = Vec::new();
+    let mut slowest_rejoin = Duration::ZERO;
     while !load.is_finished() {
         tokio::time::sleep(ACK_WAIT * 5).await;
         if load.is_finished() {
@@ -167,14 +168,17 @@ pub(crate) async fn cluster_node_kill_loop() -> Row {
             .expect("kill");
         tokio::time::sleep(ACK_WAIT).await;
         let nodes = Arc::clone(&cluster);
-        tokio::task::spawn_blocking(move || {
+        let rejoined = tokio::task::spawn_blocking(move || {
+            let began = std::time::Instant::now();
             let mut cluster = nodes.lock().expect("cluster");
             let node = cluster.node(victim);
             node.start_again();
             node.wait_healthy(NODE_TIMEOUT);
+            began.elapsed()
         })
         .await
         .expect("restart");
+        slowest_rejoin = slowest_rejoin.max(rejoined);
     }
     load.await.expect("the load");
     let js = producer.jetstream();
@@ -200,7 +204,8 @@ pub(crate) async fn cluster_node_kill_loop() -> Row {
         faults.len(),
         recover,
         format!(
-            "killed n{victims:?}; {} HTTP retries; {agreeing} streams' replicas agree",
+            "killed n{victims:?} (first: the queue leader), each back 1 ack wait later, healthy within {:.1} s; {} HTTP retries; {agreeing} streams' replicas agree",
+            slowest_rejoin.as_secs_f64(),
             ledger.retries
         ),
     )
@@ -329,10 +334,17 @@ pub(crate) async fn cluster_full_restart() -> Row {
         "jobs survived the restart ({} of {before} left)",
         info.state.messages
     );
-    restored
-        .consumer_info(topology::WORKER_CONSUMER)
-        .await
-        .expect("the workers' consumer survived");
+    jobfleet_testkit::eventually_async("the workers' consumer back", NODE_TIMEOUT, || {
+        let stream = restored.clone();
+        async move {
+            stream
+                .consumer_info(topology::WORKER_CONSUMER)
+                .await
+                .ok()
+                .map(|_| ())
+        }
+    })
+    .await;
     wait_drained(js, "survive", SETTLE).await;
     let executions = read_executions(&log);
     let verdict = check(js, "survive", &snapshot(&ledger), &executions).await;

@@ -14,7 +14,6 @@ pub(crate) struct Gateway {
 impl Gateway {
     /// Serves the gateway for the NATS server(s) at `urls` (comma-separated).
     pub(crate) async fn start(urls: &str) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let producer = Producer::connect(ConnectOptions::new(urls).name("fault-gateway"))
             .await
             .expect("the gateway connects");

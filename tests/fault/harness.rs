@@ -429,31 +429,58 @@ pub(crate) async fn wait_drained(
     .await;
 }
 
-/// The longest time from a fault to the next sign of life after it: the next job started
-/// (from the execution log) and, when the load enqueues, the next job accepted. A fault with
-/// no activity after it (injected once the work was done) is not counted; a real stall
-/// fails the scenario's drain wait instead.
+/// How long work and enqueueing stalled after the faults: for each fault, the longest pause
+/// between consecutive jobs started (from the execution log), and between consecutive jobs
+/// accepted, from the fault until 20 s after it; the worst of each. Pauses after the last
+/// activity are not counted (a fault after the work was done; a real stall fails the
+/// scenario's drain wait instead).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Recovery {
+    pub(crate) work: Option<Duration>,
+    pub(crate) enqueue: Option<Duration>,
+}
+
+impl Recovery {
+    pub(crate) fn max(self, other: Self) -> Self {
+        let max = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        Self {
+            work: max(self.work, other.work),
+            enqueue: max(self.enqueue, other.enqueue),
+        }
+    }
+}
+
 pub(crate) fn recovery(
     faults: &[u128],
     executions: &[Execution],
     accepted_at: &[u128],
-) -> Duration {
-    let mut starts: Vec<u128> = executions.iter().map(|e| e.at_ms).collect();
-    starts.sort_unstable();
-    let mut accepts = accepted_at.to_vec();
-    accepts.sort_unstable();
-    let after = |times: &[u128], t: u128| times.iter().copied().find(|&x| x > t).map(|x| x - t);
-    let worst = faults
-        .iter()
-        .filter_map(|&t| match (after(&starts, t), after(&accepts, t)) {
-            (Some(work), Some(enqueue)) => Some(work.max(enqueue)),
-            (Some(work), None) if accepts.is_empty() => Some(work),
-            (Some(work), None) => Some(work),
-            (None, _) => None,
-        })
-        .max()
-        .unwrap_or(0);
-    Duration::from_millis(u64::try_from(worst).unwrap_or(u64::MAX))
+) -> Recovery {
+    const WINDOW_MS: u128 = 20_000;
+    let worst = |times: &[u128]| {
+        let mut times = times.to_vec();
+        times.sort_unstable();
+        faults
+            .iter()
+            .filter_map(|&t| {
+                let mut previous = t;
+                let mut longest = None;
+                for &x in times.iter().filter(|&&x| x > t && x <= t + WINDOW_MS) {
+                    longest = Some(longest.unwrap_or(0).max(x - previous));
+                    previous = x;
+                }
+                longest
+            })
+            .max()
+            .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)))
+    };
+    let starts: Vec<u128> = executions.iter().map(|e| e.at_ms).collect();
+    Recovery {
+        work: worst(&starts),
+        enqueue: worst(accepted_at),
+    }
 }
 
 /// One line of the summary table.
@@ -465,7 +492,7 @@ pub(crate) struct Row {
     pub(crate) unexplained: usize,
     pub(crate) dead_lettered: usize,
     pub(crate) faults: usize,
-    pub(crate) recover: Duration,
+    pub(crate) recover: Recovery,
     pub(crate) notes: String,
 }
 
@@ -473,7 +500,7 @@ impl Row {
     pub(crate) fn from_verdict(
         verdict: &crate::checker::Verdict,
         faults: usize,
-        recover: Duration,
+        recover: Recovery,
         notes: impl Into<String>,
     ) -> Self {
         Self {

@@ -14,8 +14,8 @@ use jobfleet_testkit::NatsServer;
 use crate::checker::{Verdict, check};
 use crate::harness::snapshot;
 use crate::harness::{
-    ACK_WAIT, Fleet, OnRefusal, Row, SETTLE, SharedLedger, WorkerSpec, fault_queue, plan, produce,
-    produce_http, read_executions, recovery, unix_ms, wait_drained,
+    ACK_WAIT, Fleet, OnRefusal, Recovery, Row, SETTLE, SharedLedger, WorkerSpec, fault_queue, plan,
+    produce, produce_http, read_executions, recovery, unix_ms, wait_drained,
 };
 
 /// A producer on `urls` with `queues` declared.
@@ -283,7 +283,7 @@ pub(crate) async fn poison_with_crashes() -> Row {
     }
     assert_eq!(verdict.dead_lettered, poison.len());
     assert_eq!(verdict.succeeded, verdict.accepted - poison.len());
-    let recover = recovery(&[], &[], &[]);
+    let recover = Recovery::default();
     Row::from_verdict(
         &verdict,
         crashes,
@@ -383,8 +383,8 @@ pub(crate) async fn handler_crash_modes() -> Row {
             "only the {failing} jobs are dead-lettered"
         );
     }
-    let row = Row::from_verdict(&rust, 0, Duration::ZERO, "");
-    let mut row = row.merge(&Row::from_verdict(&python, 0, Duration::ZERO, ""));
+    let row = Row::from_verdict(&rust, 0, Recovery::default(), "");
+    let mut row = row.merge(&Row::from_verdict(&python, 0, Recovery::default(), ""));
     row.faults = exits;
     row.notes = format!(
         "panic x10 + exit x8 (Rust), raise x10 + os._exit x4 (Python); {restarts} restarts"
@@ -467,7 +467,7 @@ pub(crate) async fn hung_handlers() -> Row {
             assert!(flowing > 0, "{queue}: no other job ran while job {id} hung");
             cut_off += 1;
         }
-        let this = Row::from_verdict(&verdict, 0, Duration::ZERO, "");
+        let this = Row::from_verdict(&verdict, 0, Recovery::default(), "");
         row = Some(match row {
             None => this,
             Some(row) => row.merge(&this),
@@ -514,13 +514,17 @@ pub(crate) async fn nats_restart() -> Row {
         .expect("ledger")
         .server_crashes
         .push(unix_ms());
+    let down = std::time::Instant::now();
     tokio::task::block_in_place(|| {
         server.kill();
         server.restart();
     });
+    let back_after_kill = down.elapsed();
     tokio::time::sleep(ACK_WAIT * 2).await;
     faults.push(unix_ms());
+    let down = std::time::Instant::now();
     tokio::task::block_in_place(|| server.restart());
+    let back_after_stop = down.elapsed();
     load.await.expect("the load");
     let verdict = verdict(&producer, "restart", &ledger, &log).await;
     let restarted_workers = fleet.restart_exited();
@@ -535,8 +539,11 @@ pub(crate) async fn nats_restart() -> Row {
         faults.len(),
         recover,
         format!(
-            "SIGKILL + restart, then graceful restart; {} publishes retried; {} repeats of an attempt across the crash",
-            ledger.retries, verdict.repeated_across_server_crash
+            "SIGKILL + restart (healthy after {:.1} s), then graceful restart ({:.1} s); {} publishes retried; {} repeats of an attempt across the crash",
+            back_after_kill.as_secs_f64(),
+            back_after_stop.as_secs_f64(),
+            ledger.retries,
+            verdict.repeated_across_server_crash
         ),
     )
 }
@@ -593,7 +600,7 @@ pub(crate) async fn backpressure() -> Row {
     Row::from_verdict(
         &verdict,
         0,
-        Duration::ZERO,
+        Recovery::default(),
         format!("queue bounded to 100; {throttled} answered 429, 0 5xx"),
     )
 }

@@ -26,6 +26,15 @@ const HARD_STOP: Duration = Duration::from_secs(3);
 /// long an idle worker takes to stop.
 const PULL_EXPIRES: Duration = Duration::from_secs(2);
 
+/// How long after its expiry a pull request still open is given up on. The server ends
+/// every pull request by its expiry; one still open later was lost with a server (a killed
+/// consumer leader, a restart), and the client library alone would wait 5 s more.
+const PULL_LOST_AFTER: Duration = Duration::from_millis(500);
+
+/// How often an open pull request checks whether the connection was re-established since it
+/// was sent (a restarted server forgets its pull requests).
+const RECONNECT_CHECK: Duration = Duration::from_millis(100);
+
 /// Options of a worker. Obtain with [`Worker::builder`].
 #[derive(Debug, Clone)]
 #[must_use]
@@ -364,6 +373,9 @@ impl Worker {
                 }
                 tokio::task::yield_now().await;
             }
+            let connects = self.runtime.client.statistics();
+            let generation = connects.connects.load(std::sync::atomic::Ordering::Relaxed);
+            let lost_at = tokio::time::Instant::now() + PULL_EXPIRES + PULL_LOST_AFTER;
             let request = self
                 .consumer
                 .fetch()
@@ -385,12 +397,30 @@ impl Worker {
                     continue;
                 }
             };
+            let mut watch = tokio::time::interval(RECONNECT_CHECK);
+            watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let next = tokio::select! {
                     next = batch.next() => next,
                     () = stop.cancelled() => {
-                        self.hand_back_rest(&mut batch).await;
+                        hand_back_rest(&self.runtime, &mut batch).await;
                         return;
+                    }
+                    _ = watch.tick() => {
+                        let reconnected = connects
+                            .connects
+                            .load(std::sync::atomic::Ordering::Relaxed)
+                            != generation;
+                        if !reconnected && tokio::time::Instant::now() < lost_at {
+                            continue;
+                        }
+                        // The request is probably gone with its server: pull again now. Any
+                        // job it still brings is handed back by a drain in the background.
+                        tracing::info!(reconnected, "open pull request given up on; pulling again");
+                        let runtime = Arc::clone(&self.runtime);
+                        tracker.spawn(async move { hand_back_rest(&runtime, &mut batch).await });
+                        drop(permits);
+                        break;
                     }
                 };
                 match next {
@@ -421,14 +451,15 @@ impl Worker {
             }
         }
     }
+}
 
-    /// At shutdown, jobs already on their way to this process go straight back (without
-    /// using up an attempt), until the open pull request ends (at the latest when it expires).
-    async fn hand_back_rest(&self, batch: &mut jetstream::consumer::pull::Batch) {
-        while let Some(Ok(message)) = batch.next().await {
-            self.runtime.hand_back(message).await;
-            WorkerStats::bump(&self.runtime.stats.released);
-        }
+/// Jobs still on their way from a pull request this process no longer waits on (at shutdown,
+/// or given up on) go straight back (without using up an attempt), until the request ends
+/// (at the latest when the client library's own timer, 5 s past its expiry, ends it).
+async fn hand_back_rest(runtime: &Runtime, batch: &mut jetstream::consumer::pull::Batch) {
+    while let Some(Ok(message)) = batch.next().await {
+        runtime.hand_back(message).await;
+        WorkerStats::bump(&runtime.stats.released);
     }
 }
 
