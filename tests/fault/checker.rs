@@ -57,6 +57,12 @@ impl Verdict {
     /// Panics with the details unless nothing was lost, duplicated without a redelivery,
     /// or left behind.
     pub(crate) fn assert_sound(&self, scenario: &str) {
+        let problems = self.problems();
+        assert!(problems.is_empty(), "{scenario}: {}", problems.join("; "));
+    }
+
+    /// Everything that makes a run unsound, one line each.
+    pub(crate) fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if !self.lost.is_empty() {
             problems.push(format!(
@@ -99,7 +105,7 @@ impl Verdict {
                 self.queue_left
             ));
         }
-        assert!(problems.is_empty(), "{scenario}: {}", problems.join("; "));
+        problems
     }
 }
 

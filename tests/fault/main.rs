@@ -26,6 +26,9 @@ type Scenario = fn() -> Pin<Box<dyn Future<Output = Row>>>;
 
 fn scenarios() -> Vec<(&'static str, Scenario)> {
     vec![
+        ("0 checker self-test", || {
+            Box::pin(single::checker_self_test())
+        }),
         ("1 worker SIGKILL loop", || {
             Box::pin(single::worker_sigkill_loop())
         }),

@@ -604,3 +604,73 @@ pub(crate) async fn backpressure() -> Row {
         format!("queue bounded to 100; {throttled} answered 429, 0 5xx"),
     )
 }
+
+/// 0. The checker catches what it is meant to: on a clean run it finds nothing; with a job
+///    accepted but never stored, one run twice under the same delivery count, one stored
+///    that nobody sent, and a job left in the stream, it reports each.
+pub(crate) async fn checker_self_test() -> Row {
+    let server = NatsServer::start();
+    let url = server.url();
+    let producer = connect(&url, &[fault_queue("selftest", 3)]).await;
+    let dir = scratch();
+    let log = dir.path().join("exec.log");
+    let mut fleet = Fleet::start(rust_workers(1, &url, "selftest", &log, &[]));
+    let ledger = SharedLedger::default();
+    produce(
+        producer.clone(),
+        "selftest".into(),
+        plan(50, &[]),
+        500.0,
+        Arc::clone(&ledger),
+        Duration::from_secs(30),
+    )
+    .await;
+    let clean = verdict(&producer, "selftest", &ledger, &log).await;
+    clean.assert_sound("checker self-test (clean run)");
+    assert_eq!(clean.succeeded, 50);
+    fleet.stop(Duration::from_secs(10));
+
+    // Now the anomalies, each of a kind the checker must name.
+    let mut doctored = snapshot(&ledger);
+    let never_stored = JobId::new();
+    doctored.attempted.push(never_stored);
+    doctored.accepted.push(never_stored);
+    let mut executions = read_executions(&log);
+    let twice = executions[0].clone();
+    executions.push(crate::harness::Execution {
+        at_ms: twice.at_ms + 1,
+        ..twice.clone()
+    });
+    let stranger = JobId::new();
+    producer
+        .enqueue(
+            "selftest",
+            jobfleet_producer::Job::json(&serde_json::json!({"kind": "good"}))
+                .expect("payload")
+                .id(stranger),
+        )
+        .await
+        .expect("enqueue the stranger");
+    let js = producer.jetstream();
+    let found = check(js, "selftest", &doctored, &executions).await;
+    assert_eq!(found.lost, vec![never_stored], "a lost job is reported");
+    assert_eq!(
+        found.unexplained_duplicates.len(),
+        1,
+        "a repeated attempt is reported"
+    );
+    assert_eq!(found.unexplained_duplicates[0].0, twice.id);
+    assert_eq!(found.queue_left, 1, "a job left in the stream is reported");
+    assert_eq!(
+        found.unexplained_unexpected,
+        vec![stranger],
+        "a job nobody sent is reported"
+    );
+    assert_eq!(found.problems().len(), 4, "{:?}", found.problems());
+    Row::from_verdict(
+        &clean,
+        0,
+        Recovery::default(),
+        "clean run sound; doctored runs: lost, repeated attempt, stranger and leftover all reported",
+    )
+}
