@@ -43,6 +43,11 @@ const WAIT: Duration = Duration::from_secs(30);
 /// allowed one is answered in milliseconds).
 const REFUSED: Duration = Duration::from_secs(1);
 
+/// The user's own reply inbox prefix (NATS_INBOX_PREFIX), as the config grants it.
+fn inbox(user: &str) -> String {
+    format!("_INBOX_{user}")
+}
+
 fn password(user: &str) -> String {
     format!("pw-{user}-not-a-secret")
 }
@@ -209,6 +214,7 @@ impl Conn {
         let sink = Arc::clone(&errors);
         let client =
             async_nats::ConnectOptions::with_user_and_password(user.into(), password(user))
+                .custom_inbox_prefix(inbox(user))
                 .event_callback(move |event| {
                     let sink = Arc::clone(&sink);
                     async move {
@@ -1204,9 +1210,11 @@ async fn clients_without_valid_credentials_are_turned_away() {
         Some(ConnectErrorKind::Authentication),
         "a wrong password"
     );
-    // What the binaries do with NATS_USER and NATS_PASSWORD.
+    // What the binaries do with NATS_USER, NATS_PASSWORD and NATS_INBOX_PREFIX.
     let producer = Producer::connect(
-        ConnectOptions::new(&url).user_and_password("producer-emails", password("producer-emails")),
+        ConnectOptions::new(&url)
+            .user_and_password("producer-emails", password("producer-emails"))
+            .inbox_prefix(inbox("producer-emails")),
     )
     .await
     .expect("the right password");
@@ -1214,4 +1222,85 @@ async fn clients_without_valid_credentials_are_turned_away() {
         .enqueue("emails", Job::bytes("x"))
         .await
         .expect("an enqueue over ConnectOptions credentials");
+}
+
+#[tokio::test]
+async fn replies_are_private_to_each_user() {
+    let fleet = Fleet::start(queue("emails"), queue("reports")).await;
+    let spy = Conn::connect(&fleet.server, "producer-reports").await;
+    // Subscriptions to the shared inbox and to another user's are refused...
+    let shared = spy.client.subscribe("_INBOX.>").await.unwrap();
+    let others = spy
+        .client
+        .subscribe(format!("{}.>", inbox("worker-emails")))
+        .await
+        .unwrap();
+    spy.wait_violation(
+        "subscribing to the shared inbox",
+        "Subscription",
+        "_INBOX.>",
+    )
+    .await;
+    spy.wait_violation(
+        "subscribing to a worker's inbox",
+        "Subscription",
+        &inbox("worker-emails"),
+    )
+    .await;
+    // ...so while a worker pulls and runs a job (its pull reply carries the payload), the
+    // spy receives none of it.
+    let producer = Producer::with_client(
+        Conn::connect(&fleet.server, "producer-emails").await.client,
+        &options(&fleet.server),
+    );
+    let id = producer
+        .enqueue("emails", Job::bytes("secret payload"))
+        .await
+        .expect("enqueue")
+        .id;
+    let worker_conn = Conn::connect(&fleet.server, "worker-emails").await;
+    let worker = Worker::builder(worker_conn.client.clone(), "emails")
+        .build(handler_fn(|_job: JobContext| async { Ok(Outcome::Done) }))
+        .await
+        .expect("the worker binds");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async move {
+        let _ = stopped.await;
+    }));
+    wait_terminal(&fleet.admin.js(), id, AuditEventKind::Succeeded).await;
+    let _ = stop.send(());
+    running.await.unwrap();
+    worker_conn.assert_no_errors("working under its own inbox");
+    // The server holds no subscription of the spy on either inbox (so it could not have
+    // received anything), only what the spy's own inbox needs.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let connz: Value = reqwest::get(format!(
+        "{}/connz?subs=true&auth=true",
+        fleet.server.monitor_url()
+    ))
+    .await
+    .expect("connz")
+    .json()
+    .await
+    .expect("connz json");
+    let spy_subjects: Vec<String> = connz["connections"]
+        .as_array()
+        .expect("connections")
+        .iter()
+        .filter(|c| c["authorized_user"] == "producer-reports")
+        .flat_map(|c| {
+            c["subscriptions_list"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        spy_subjects
+            .iter()
+            .all(|s| s.starts_with(&format!("{}.", inbox("producer-reports")))),
+        "the spy holds subscriptions outside its own inbox: {spy_subjects:?}"
+    );
+    drop((shared, others));
 }

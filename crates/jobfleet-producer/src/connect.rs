@@ -27,6 +27,7 @@ pub struct ConnectOptions {
     pub(crate) connection_timeout: Duration,
     pub(crate) publish_timeout: Duration,
     pub(crate) enqueue_deadline: Duration,
+    pub(crate) inbox_prefix: Option<String>,
 }
 
 impl ConnectOptions {
@@ -44,13 +45,14 @@ impl ConnectOptions {
             connection_timeout: Duration::from_secs(5),
             publish_timeout: Duration::from_secs(5),
             enqueue_deadline: Duration::from_secs(30),
+            inbox_prefix: None,
         }
     }
 
     /// Options from the environment: `NATS_URL` (default `nats://127.0.0.1:4222`),
     /// `NATS_CREDS` (credentials file), `NATS_TOKEN`, `NATS_USER` with `NATS_PASSWORD`,
     /// `NATS_CA` (root certificate, implies TLS), `NATS_CERT` with `NATS_KEY` (client
-    /// certificate).
+    /// certificate), `NATS_INBOX_PREFIX` (see [`ConnectOptions::inbox_prefix`]).
     pub fn from_env() -> Self {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let mut options =
@@ -70,7 +72,20 @@ impl ConnectOptions {
         if let (Some(cert), Some(key)) = (var("NATS_CERT"), var("NATS_KEY")) {
             options = options.client_certificate(cert, key);
         }
+        if let Some(prefix) = var("NATS_INBOX_PREFIX") {
+            options = options.inbox_prefix(prefix);
+        }
         options
+    }
+
+    /// Where this client receives its replies (JetStream API answers, PubAcks, pulled jobs):
+    /// subjects under `<prefix>.`, instead of the shared `_INBOX.`. With per-user prefixes
+    /// the server's permissions can keep each user's replies private (`subscribe:
+    /// "_INBOX_<user>.>"`, as `deploy/nats/auth.conf` does); with the shared one, anyone
+    /// allowed `_INBOX.>` could read every other client's replies.
+    pub fn inbox_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.inbox_prefix = Some(prefix.into());
+        self
     }
 
     /// Replaces the server URL(s): one URL or a comma-separated list.
@@ -176,6 +191,19 @@ impl ConnectOptions {
         if self.publish_timeout.is_zero() || self.enqueue_deadline < self.publish_timeout {
             return invalid("publish_timeout must be > 0 and <= enqueue_deadline".into());
         }
+        if let Some(prefix) = &self.inbox_prefix {
+            let literal_tokens = prefix.split('.').all(|token| {
+                !token.is_empty()
+                    && token != "*"
+                    && token != ">"
+                    && !token.chars().any(char::is_whitespace)
+            });
+            if !literal_tokens {
+                return invalid(format!(
+                    "inbox prefix {prefix:?} must be a subject of literal tokens (no spaces, wildcards or empty tokens)"
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -195,6 +223,9 @@ impl ConnectOptions {
             .max_reconnects(None);
         if let Some(name) = &self.name {
             options = options.name(name);
+        }
+        if let Some(prefix) = &self.inbox_prefix {
+            options = options.custom_inbox_prefix(prefix);
         }
         if let Some(path) = &self.credentials_file {
             options = options.credentials_file(path).await.map_err(|err| {

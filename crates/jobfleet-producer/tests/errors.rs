@@ -221,6 +221,18 @@ async fn connect_errors() {
     .unwrap_err();
     assert_eq!(err.kind(), ConnectErrorKind::InvalidOptions);
 
+    for bad_prefix in ["", "_INBOX_a.>", "_INBOX a", "a..b", "a.*"] {
+        let err =
+            Producer::connect(ConnectOptions::new("nats://127.0.0.1:1").inbox_prefix(bad_prefix))
+                .await
+                .unwrap_err();
+        assert_eq!(
+            err.kind(),
+            ConnectErrorKind::InvalidOptions,
+            "prefix {bad_prefix:?}"
+        );
+    }
+
     let server = NatsServer::builder().args(["--auth", "s3cret"]).start();
     let err = Producer::connect(ConnectOptions::new(server.url()).token("wrong"))
         .await
