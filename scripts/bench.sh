@@ -2,8 +2,11 @@
 # Runs a benchmark in release mode against a fresh local nats-server (or $NATS_URL) and
 # prints jobfleet's figures beside the raw async-nats baseline from the same run.
 # Usage: scripts/bench.sh [enqueue|drain|gateway] [--jobs N] [--single-jobs N] [--rounds R] [--payload BYTES]
+#        scripts/bench.sh durability [--jobs N] [--sync-jobs N] [--r3-sync-jobs N] [--rounds R] [--payload BYTES]
 #        scripts/bench.sh python [--jobs N] [--rounds R] [--payload BYTES] [--concurrency C] [--threads T]
 # `gateway` drives the HTTP gateway with wrk (installed from Debian's packages when missing).
+# `durability` starts its own servers (one node and a 3-node cluster, default fsync and
+# `sync_interval: always`) and ignores $NATS_URL; see docs/operations.md for its figures.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

@@ -26,6 +26,11 @@ impl Report {
         values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
     }
 
+    /// Every round's rate of one measurement, in the order recorded.
+    pub(crate) fn rounds(&self, name: &str) -> &[f64] {
+        self.rates.get(name).map_or(&[], Vec::as_slice)
+    }
+
     /// Prints each measurement's median rate and its ratio to `baseline_of(name)`.
     pub(crate) fn print(&self, title: &str, baseline_of: impl Fn(&str) -> &'static str) {
         println!("\n{title}");

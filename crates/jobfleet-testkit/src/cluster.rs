@@ -1,5 +1,6 @@
 //! A JetStream cluster of nats-server processes on loopback.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::health::meta_leader_with_current_peers;
@@ -23,11 +24,31 @@ impl NatsCluster {
     ///
     /// When a node does not become healthy in time.
     pub fn start(size: usize) -> Self {
+        Self::start_inner(size, None)
+    }
+
+    /// As [`NatsCluster::start`], with every node also loading the server configuration file
+    /// `config_file` (`-c`), e.g. one holding `jetstream { sync_interval: always }`. Ports,
+    /// routes, server names, JetStream and the store directories are still set by the kit,
+    /// and a restarted node loads the file again.
+    ///
+    /// # Panics
+    ///
+    /// When a node does not become healthy in time (e.g. the file does not parse).
+    pub fn start_with_config(size: usize, config_file: impl Into<PathBuf>) -> Self {
+        Self::start_inner(size, Some(config_file.into()))
+    }
+
+    fn start_inner(size: usize, config_file: Option<PathBuf>) -> Self {
         assert!(size >= 1, "a cluster needs at least one node");
         let mut last_log = String::new();
         // A lost race for one of the 3 x size ports fails one node; start over on fresh ones.
         for _ in 0..3 {
-            match Self::try_start(size) {
+            let started = match &config_file {
+                None => Self::try_start(size),
+                Some(config) => Self::try_start_configured(size, config),
+            };
+            match started {
                 Ok(cluster) => return cluster,
                 Err(log) => last_log = log,
             }
@@ -54,6 +75,66 @@ impl NatsCluster {
             .collect();
         for node in &mut nodes {
             node.try_wait_healthy(CLUSTER_START_TIMEOUT)?;
+        }
+        let cluster = Self {
+            nodes,
+            _store: store,
+        };
+        cluster.wait_meta_ready()?;
+        Ok(cluster)
+    }
+
+    /// Starts the members through [`NatsServer::builder`] (which carries the configuration
+    /// file), one thread each: a member becomes healthy only once its peers run.
+    fn try_start_configured(size: usize, config_file: &Path) -> Result<Self, String> {
+        let store = tempfile::Builder::new()
+            .prefix("jobfleet-cluster-")
+            .tempdir()
+            .expect("create a temporary cluster store");
+        let route_ports = free_ports(size);
+        let routes = route_ports
+            .iter()
+            .map(|port| format!("nats://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let starting: Vec<_> = route_ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let name = format!("n{}", i + 1);
+                let builder = NatsServer::builder()
+                    .config_file(config_file)
+                    .store_dir(store.path().join(&name))
+                    .args([
+                        "--server_name".to_owned(),
+                        name,
+                        "--cluster_name".to_owned(),
+                        "jobfleet-test".to_owned(),
+                        "--cluster".to_owned(),
+                        format!("nats://127.0.0.1:{port}"),
+                        "--routes".to_owned(),
+                        routes.clone(),
+                    ]);
+                std::thread::spawn(move || builder.start())
+            })
+            .collect();
+        let mut nodes = Vec::with_capacity(size);
+        let mut failure = None;
+        for thread in starting {
+            match thread.join() {
+                Ok(node) => nodes.push(node),
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_else(|| "a cluster member did not start".to_owned());
+                    failure.get_or_insert(message);
+                }
+            }
+        }
+        if let Some(message) = failure {
+            return Err(message);
         }
         let cluster = Self {
             nodes,
