@@ -1,5 +1,7 @@
 //! Gateway settings.
 
+use std::time::Duration;
+
 use crate::auth::Tokens;
 
 /// Default largest request body: 1 MiB, NATS' default `max_payload`.
@@ -7,6 +9,13 @@ pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 
 /// Default most jobs in one batch request.
 pub const DEFAULT_MAX_BATCH: usize = 1000;
+
+/// Default time a client has to send a request's head (request line and headers): 30 s.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default time a client has to send a request's body once its head has arrived: 60 s,
+/// enough for the largest default body (1 MiB) at about 20 KB/s.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How the gateway behaves.
 #[derive(Debug, Clone)]
@@ -18,6 +27,14 @@ pub struct GatewayConfig {
     pub max_batch: usize,
     /// Bearer tokens; empty means no authentication.
     pub tokens: Tokens,
+    /// Time a client has to send a request's head, from when the gateway starts reading it;
+    /// then [`crate::serve`] closes the connection without an answer. It bounds the wait
+    /// for the next request on an idle keep-alive connection too. Default
+    /// [`DEFAULT_HEADER_READ_TIMEOUT`].
+    pub header_read_timeout: Duration,
+    /// Time a client has to send a whole request body, from when its head arrived; a slower
+    /// request gets 408 and its connection is closed. Default [`DEFAULT_BODY_READ_TIMEOUT`].
+    pub body_read_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -26,6 +43,8 @@ impl Default for GatewayConfig {
             body_limit: DEFAULT_BODY_LIMIT,
             max_batch: DEFAULT_MAX_BATCH,
             tokens: Tokens::open(),
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
         }
     }
 }
@@ -46,6 +65,18 @@ impl GatewayConfig {
     /// Sets the tokens.
     pub fn tokens(mut self, tokens: Tokens) -> Self {
         self.tokens = tokens;
+        self
+    }
+
+    /// Sets the time a client has to send a request's head.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// Sets the time a client has to send a request's body.
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.body_read_timeout = timeout;
         self
     }
 }

@@ -20,6 +20,7 @@
 //! ```
 
 mod auth;
+mod body;
 mod config;
 mod dashboard;
 mod dead_letters;
@@ -34,7 +35,10 @@ mod serve;
 mod state;
 
 pub use auth::{Scope, Tokens, TokensFileError, token_digest};
-pub use config::{DEFAULT_BODY_LIMIT, DEFAULT_MAX_BATCH, GatewayConfig};
+pub use config::{
+    DEFAULT_BODY_LIMIT, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BATCH,
+    GatewayConfig,
+};
 pub use health::OPENAPI_JSON;
 pub use problem::{PROBLEM_JSON, Problem};
 pub use routes::{RouteInfo, app, routes};

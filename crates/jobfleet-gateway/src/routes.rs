@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
 
 use crate::auth::{Scope, WWW_AUTHENTICATE};
+use crate::body::BodyRules;
 use crate::state::GatewayState;
 use crate::{dead_letters, enqueue, health, jobs, queues};
 
@@ -142,7 +143,18 @@ pub fn routes() -> Vec<RouteInfo> {
 /// The gateway as an axum `Router`, ready to serve (or to call in tests without a socket).
 pub fn app(state: GatewayState) -> Router {
     let mut router: Router<GatewayState> = Router::new();
+    let body_limit = state.config().body_limit;
+    let body_rules = BodyRules {
+        timeout: state.config().body_read_timeout,
+        limit: Some(body_limit),
+    };
     for Route { info, handler } in table() {
+        // Under the scope check: a request without a valid token gets its 401 whatever its
+        // body.
+        let handler = handler.route_layer(middleware::from_fn_with_state(
+            body_rules,
+            crate::body::guard,
+        ));
         let handler = match info.scope {
             Some(scope) => handler.route_layer(middleware::from_fn_with_state(
                 (state.clone(), scope),
@@ -152,7 +164,6 @@ pub fn app(state: GatewayState) -> Router {
         };
         router = router.route(info.path, handler);
     }
-    let body_limit = state.config().body_limit;
     router
         .layer(middleware::map_response(
             crate::problem::problem_for_plain_errors,

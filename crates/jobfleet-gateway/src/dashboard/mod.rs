@@ -84,6 +84,13 @@ pub(crate) fn router(state: &GatewayState) -> Router<GatewayState> {
     protected
         .merge(open)
         .layer(CsrfLayer::new().with_rejection_response(cross_origin_refused))
+        .layer(middleware::from_fn_with_state(
+            crate::body::BodyRules {
+                timeout: state.config().body_read_timeout,
+                limit: None,
+            },
+            crate::body::guard,
+        ))
         .layer(middleware::from_fn(security_headers))
         .fallback(api_fallback)
         .with_state(ui)
