@@ -191,6 +191,65 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     }
 }
 
+/// Whether `body` is JSON that a worker's `serde_json` reads, as a batch item's payload is
+/// checked. (`IgnoredAny` is not enough: it does not decode escapes or numbers and has no
+/// depth limit, so it let through payloads that every attempt then failed to read.)
+fn readable_json(body: &[u8]) -> bool {
+    std::str::from_utf8(body).is_ok() && serde_json::from_slice::<AnyJson>(body).is_ok()
+}
+
+/// Any JSON value, decoded as `serde_json::Value` would be (strings unescaped, numbers
+/// parsed, nesting limited) but kept nowhere.
+struct AnyJson;
+
+impl<'de> Deserialize<'de> for AnyJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(AnyJson)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for AnyJson {
+    type Value = AnyJson;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<AnyJson, E> {
+        Ok(AnyJson)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<AnyJson, E> {
+        Ok(AnyJson)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<AnyJson, E> {
+        Ok(AnyJson)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<AnyJson, E> {
+        Ok(AnyJson)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<AnyJson, E> {
+        Ok(AnyJson)
+    }
+
+    fn visit_unit<E>(self) -> Result<AnyJson, E> {
+        Ok(AnyJson)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<AnyJson, A::Error> {
+        while seq.next_element::<AnyJson>()?.is_some() {}
+        Ok(AnyJson)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<AnyJson, A::Error> {
+        while map.next_entry::<AnyJson, AnyJson>()?.is_some() {}
+        Ok(AnyJson)
+    }
+}
+
 pub(crate) fn valid_queue(queue: &str) -> Result<QueueName, Problem> {
     QueueName::new(queue)
         .map_err(|_| Problem::not_found("unknown-queue", format!("queue {queue:?} does not exist")))
@@ -220,13 +279,11 @@ async fn enqueue_one_traced(
     let name = valid_queue(&queue)?;
     let Query(options) = options.map_err(|e| Problem::bad_request(e.body_text()))?;
     let (content_type, is_json) = payload_content_type(&headers)?;
-    let valid_json = || {
-        std::str::from_utf8(&body).is_ok()
-            && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok()
-    };
-    if is_json && !valid_json() {
+    if is_json && !readable_json(&body) {
         return Err(Problem::bad_request(
-            "the body is not valid JSON (send another Content-Type for raw bytes)",
+            "the body is not JSON that workers can read: malformed, nested deeper than 128, \
+             a lone UTF-16 surrogate escape, or a number out of range (send another \
+             Content-Type for raw bytes)",
         ));
     }
     let mut job = Job::bytes(body.clone());
