@@ -256,8 +256,8 @@ async fn audit_events(
             .expect("the audit stream ended early")
             .expect("an audit message");
         let sequence = next.info().expect("message info").stream_sequence;
-        match serde_json::from_slice::<AuditEvent>(&next.payload) {
-            Ok(event) if event.queue == queue => {
+        match AuditEvent::decode(&next.payload) {
+            Ok(Some(event)) if event.queue == queue => {
                 events.entry(event.job_id).or_default().push(event);
             }
             Ok(_) => {}

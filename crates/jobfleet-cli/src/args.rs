@@ -106,6 +106,22 @@ pub(crate) struct GatewayArgs {
     /// Most jobs in one batch request.
     #[arg(long, env = "JOBFLEET_MAX_BATCH", default_value_t = jobfleet_gateway::DEFAULT_MAX_BATCH)]
     pub(crate) max_batch: usize,
+    /// How long a client may take to send a request's headers (and how long a keep-alive
+    /// connection may stay idle) before the connection is closed, e.g. `30s`.
+    #[arg(long, env = "JOBFLEET_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
+    pub(crate) header_read_timeout: std::time::Duration,
+    /// How long a client may take to send a request's body before it gets 408, e.g. `60s`.
+    #[arg(long, env = "JOBFLEET_BODY_READ_TIMEOUT", default_value = "60s", value_parser = positive_duration)]
+    pub(crate) body_read_timeout: std::time::Duration,
+}
+
+/// A duration such as `30s` or `2m`, above zero.
+fn positive_duration(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        Ok(_) => Err("must be above zero".to_owned()),
+        Err(err) => Err(err.to_string()),
+    }
 }
 
 #[derive(Debug, Subcommand)]

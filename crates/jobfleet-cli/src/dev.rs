@@ -165,6 +165,8 @@ async fn run_fleet(
         tokens_file: None,
         body_limit: jobfleet_gateway::DEFAULT_BODY_LIMIT,
         max_batch: jobfleet_gateway::DEFAULT_MAX_BATCH,
+        header_read_timeout: jobfleet_gateway::DEFAULT_HEADER_READ_TIMEOUT,
+        body_read_timeout: jobfleet_gateway::DEFAULT_BODY_READ_TIMEOUT,
     };
     let base = format!("http://{}", args.listen);
     let summary = serde_json::json!({

@@ -69,7 +69,9 @@ pub(crate) async fn serve(
     let config = GatewayConfig::default()
         .tokens(tokens)
         .body_limit(args.body_limit)
-        .max_batch(args.max_batch);
+        .max_batch(args.max_batch)
+        .header_read_timeout(args.header_read_timeout)
+        .body_read_timeout(args.body_read_timeout);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|err| {

@@ -161,28 +161,40 @@ async fn run_worker(
 
 /// Waits until `request` is inside the gateway (blocked on a paused server): /metrics then
 /// counts at least two requests in flight, it and the /metrics request itself.
-async fn wait_in_flight<T>(gw: &Fixture, request: &tokio::task::JoinHandle<T>) {
-    eventually_async("the request to be in flight", WAIT, || async {
+async fn wait_in_flight<T: std::fmt::Debug>(
+    gw: &Fixture,
+    request: &mut tokio::task::JoinHandle<T>,
+) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if request.is_finished() {
+            let answer = request.await;
+            panic!("the request was answered before the test went on: {answer:?}");
+        }
+        let in_flight = async {
+            let text = gw
+                .request(Method::GET, "/metrics")
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            text.lines()
+                .find_map(|l| l.strip_prefix("jobfleet_gateway_requests_in_flight "))?
+                .parse::<u64>()
+                .ok()
+        }
+        .await;
+        if in_flight.is_some_and(|n| n >= 2) {
+            return;
+        }
         assert!(
-            !request.is_finished(),
-            "the request was answered before the test went on"
+            tokio::time::Instant::now() < deadline,
+            "the request was not in flight within {WAIT:?}"
         );
-        let text = gw
-            .request(Method::GET, "/metrics")
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        let in_flight: u64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("jobfleet_gateway_requests_in_flight "))?
-            .parse()
-            .ok()?;
-        (in_flight >= 2).then_some(())
-    })
-    .await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn job_state(gw: &Fixture, id: &str) -> Option<String> {
@@ -649,13 +661,13 @@ async fn a_key_being_stored_right_now_gets_409() {
     assert_eq!(status, StatusCode::ACCEPTED);
 
     gw.server.pause();
-    let first = tokio::spawn(
+    let mut first = tokio::spawn(
         gw.request(Method::POST, "/v1/queues/emails/jobs")
             .header("idempotency-key", "slow")
             .json(&json!(1))
             .send(),
     );
-    wait_in_flight(&gw, &first).await;
+    wait_in_flight(&gw, &mut first).await;
     let (status, problem) = send(
         gw.request(Method::POST, "/v1/queues/emails/jobs")
             .header("idempotency-key", "slow")
@@ -890,12 +902,12 @@ async fn shutdown_finishes_requests_in_flight_then_drains_nats() {
     assert_eq!(status, StatusCode::ACCEPTED);
     // A request held in flight by a paused server ...
     gw.server.pause();
-    let in_flight = tokio::spawn(
+    let mut in_flight = tokio::spawn(
         gw.request(Method::POST, "/v1/queues/emails/jobs")
             .json(&json!(1))
             .send(),
     );
-    wait_in_flight(&gw, &in_flight).await;
+    wait_in_flight(&gw, &mut in_flight).await;
     // ... survives the shutdown signal, and is answered once the server is back.
     let _ = gw.stop.take().unwrap().send(());
     gw.server.resume();

@@ -51,13 +51,17 @@ pub async fn job_status(
     {
         Ok(message) => {
             let last = decode(&message.payload)?;
-            if last.event != AuditEventKind::Enqueued {
-                return Ok(Some(JobStatus { last }));
+            if let Some(last) = last.as_ref()
+                && last.event != AuditEventKind::Enqueued
+            {
+                return Ok(Some(JobStatus { last: last.clone() }));
             }
             // The producer records `enqueued` after the PubAck without waiting, so a quick
             // worker's events can be stored before it: put the history in lifecycle order.
-            let latest = job_history(js, id).await?.pop().unwrap_or(last);
-            Ok(Some(JobStatus { last: latest }))
+            // The same when the last event is of a kind (or schema) this version does not
+            // know: readers skip those (docs/protocol.md, section 6).
+            let latest = job_history(js, id).await?.pop().or(last);
+            Ok(latest.map(|last| JobStatus { last }))
         }
         Err(err) if err.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
         Err(err) => Err(unavailable(err)),
@@ -99,7 +103,7 @@ pub async fn job_history(
             .await
         {
             Ok(message) => {
-                events.push(decode(&message.payload)?);
+                events.extend(decode(&message.payload)?);
                 next = message.sequence + 1;
             }
             Err(err) if err.kind() == DirectGetErrorKind::NotFound => {
@@ -113,8 +117,9 @@ pub async fn job_history(
     }
 }
 
-fn decode(payload: &[u8]) -> Result<AuditEvent, WorkerError> {
-    serde_json::from_slice(payload).map_err(|e| {
+/// An event, or `None` for one to skip (unknown kind, newer schema).
+fn decode(payload: &[u8]) -> Result<Option<AuditEvent>, WorkerError> {
+    AuditEvent::decode(payload).map_err(|e| {
         WorkerError::with_source(
             WorkerErrorKind::InvalidConfig,
             "an audit event does not follow schema v1",

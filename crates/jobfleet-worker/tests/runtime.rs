@@ -627,6 +627,55 @@ async fn every_job_completes_across_a_server_restart() {
 }
 
 #[tokio::test]
+async fn status_and_history_skip_audit_events_of_unknown_kinds() {
+    let server = NatsServer::start();
+    let queue = fast_queue("future");
+    let (producer, js) = setup(&server, &queue).await;
+    let id = producer
+        .enqueue("future", jobfleet_producer::Job::bytes("x"))
+        .await
+        .unwrap()
+        .id;
+    let worker = Running::start(
+        &server,
+        "future",
+        handler_fn(|_job: JobContext| async { Ok(Outcome::Done) }),
+    )
+    .await;
+    worker.until("the job succeeds", |s| s.succeeded == 1).await;
+    worker.stop().await;
+    // A later writer records kinds (and a schema version) this reader does not know.
+    let subject = jobfleet_core::topology::audit_subject(&id);
+    for event in [
+        serde_json::json!({"v": 1, "event": "teleported", "job_id": id.to_string(), "queue": "future", "at": "2026-01-01T00:00:00Z", "attempt": 1, "life": 1}),
+        serde_json::json!({"v": 9, "event": "succeeded", "job_id": id.to_string(), "queue": "future", "at": "2026-01-01T00:00:00Z", "attempt": 1, "life": 1}),
+    ] {
+        js.publish(subject.clone(), serde_json::to_vec(&event).unwrap().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let status = job_status(&js, id).await.unwrap().expect("a status");
+    assert_eq!(status.last.event, AuditEventKind::Succeeded);
+    assert_eq!(status.last.v, 1);
+    let kinds: Vec<_> = job_history(&js, id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            AuditEventKind::Enqueued,
+            AuditEventKind::Started,
+            AuditEventKind::Succeeded
+        ]
+    );
+}
+
+#[tokio::test]
 async fn status_of_unknown_job_is_none() {
     let server = NatsServer::start();
     let (_producer, js) = setup(&server, &fast_queue("none")).await;
