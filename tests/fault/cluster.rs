@@ -10,12 +10,13 @@ use jobfleet_core::{QueueConfig, topology};
 use jobfleet_testkit::NatsCluster;
 
 use crate::checker::check;
+use crate::harness::Scene;
 use crate::harness::snapshot;
 use crate::harness::{
     ACK_WAIT, Fleet, OnRefusal, Row, SETTLE, SharedLedger, WorkerSpec, fault_queue, plan, produce,
     produce_http, read_executions, recovery, unix_ms, wait_drained,
 };
-use crate::single::{Dice, connect};
+use crate::single::Dice;
 
 const NODE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -23,13 +24,6 @@ fn replicated(name: &str) -> QueueConfig {
     let mut queue = fault_queue(name, 10);
     queue.replicas = 3;
     queue
-}
-
-fn scratch() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("jobfleet-fault-")
-        .tempdir()
-        .expect("a scratch directory")
 }
 
 /// Each node's own view of `streams`: (messages, first sequence, last sequence), from its
@@ -119,12 +113,10 @@ async fn leader_of(producer: &jobfleet_producer::Producer, stream: &str) -> usiz
 pub(crate) async fn cluster_node_kill_loop() -> Row {
     let cluster = NatsCluster::start(3);
     let urls = cluster.urls();
-    let producer = connect(&urls, &[replicated("orders")]).await;
-    let dir = scratch();
-    let log = dir.path().join("exec.log");
+    let scene = Scene::new(&urls, &[replicated("orders")]).await;
     let mut fleet = Fleet::start(
         (0..2)
-            .map(|_| WorkerSpec::rust(&urls, "orders", &log, &["--sleep-ms", "10"]))
+            .map(|_| WorkerSpec::rust(&urls, "orders", &scene.log, &["--sleep-ms", "10"]))
             .collect(),
     );
     let gateway = crate::gateway::Gateway::start(&urls).await;
@@ -153,7 +145,7 @@ pub(crate) async fn cluster_node_kill_loop() -> Row {
         // The first victim is the queue stream's leader (the worst case); then at random.
         let victim = if victims.is_empty() {
             leader_of(
-                &producer,
+                &scene.producer,
                 &format!("{}orders", topology::QUEUE_STREAM_PREFIX),
             )
             .await
@@ -181,10 +173,8 @@ pub(crate) async fn cluster_node_kill_loop() -> Row {
         slowest_rejoin = slowest_rejoin.max(rejoined);
     }
     load.await.expect("the load");
-    let js = producer.jetstream();
-    wait_drained(js, "orders", SETTLE).await;
-    let executions = read_executions(&log);
-    let verdict = check(js, "orders", &snapshot(&ledger), &executions).await;
+    let verdict = scene.verdict("orders", &ledger).await;
+    let executions = read_executions(&scene.log);
     let cluster = Arc::try_unwrap(cluster)
         .expect("no other owner")
         .into_inner()
@@ -216,12 +206,10 @@ pub(crate) async fn cluster_node_kill_loop() -> Row {
 pub(crate) async fn cluster_paused_node() -> Row {
     let cluster = NatsCluster::start(3);
     let urls = cluster.urls();
-    let producer = connect(&urls, &[replicated("frozen")]).await;
-    let dir = scratch();
-    let log = dir.path().join("exec.log");
+    let scene = Scene::new(&urls, &[replicated("frozen")]).await;
     let mut fleet = Fleet::start(
         (0..2)
-            .map(|_| WorkerSpec::rust(&urls, "frozen", &log, &["--sleep-ms", "10"]))
+            .map(|_| WorkerSpec::rust(&urls, "frozen", &scene.log, &["--sleep-ms", "10"]))
             .collect(),
     );
     let gateway = crate::gateway::Gateway::start(&urls).await;
@@ -240,7 +228,7 @@ pub(crate) async fn cluster_paused_node() -> Row {
     let mut cluster = cluster;
     tokio::time::sleep(ACK_WAIT * 2).await;
     let leader = leader_of(
-        &producer,
+        &scene.producer,
         &format!("{}frozen", topology::QUEUE_STREAM_PREFIX),
     )
     .await;
@@ -249,10 +237,8 @@ pub(crate) async fn cluster_paused_node() -> Row {
     tokio::time::sleep(ACK_WAIT * 3).await;
     cluster.node(leader).resume();
     load.await.expect("the load");
-    let js = producer.jetstream();
-    wait_drained(js, "frozen", SETTLE).await;
-    let executions = read_executions(&log);
-    let verdict = check(js, "frozen", &snapshot(&ledger), &executions).await;
+    let verdict = scene.verdict("frozen", &ledger).await;
+    let executions = read_executions(&scene.log);
     let agreeing = replicas_agree(&cluster, "frozen").await;
     fleet.stop(Duration::from_secs(10));
     gateway.stop().await;
@@ -278,12 +264,10 @@ pub(crate) async fn cluster_paused_node() -> Row {
 pub(crate) async fn cluster_full_restart() -> Row {
     let cluster = NatsCluster::start(3);
     let urls = cluster.urls();
-    let producer = connect(&urls, &[replicated("survive")]).await;
-    let dir = scratch();
-    let log = dir.path().join("exec.log");
+    let scene = Scene::new(&urls, &[replicated("survive")]).await;
     let ledger = SharedLedger::default();
     produce(
-        producer.clone(),
+        scene.producer.clone(),
         "survive".into(),
         plan(2000, &[]),
         2000.0,
@@ -297,7 +281,7 @@ pub(crate) async fn cluster_full_restart() -> Row {
                 WorkerSpec::rust(
                     &urls,
                     "survive",
-                    &log,
+                    &scene.log,
                     &["--sleep-ms", "50", "--concurrency", "4"],
                 )
             })
@@ -305,17 +289,17 @@ pub(crate) async fn cluster_full_restart() -> Row {
     );
     // Restart once about a third of the jobs have run.
     jobfleet_testkit::eventually_async("a third of the jobs to run", SETTLE, || {
-        let log = log.clone();
+        let log = scene.log.clone();
         async move { (read_executions(&log).len() >= 650).then_some(()) }
     })
     .await;
     let stream = format!("{}survive", topology::QUEUE_STREAM_PREFIX);
-    let before = crate::checker::jetstream_stream_messages(producer.jetstream(), &stream).await;
+    let before = crate::checker::jetstream_stream_messages(scene.js(), &stream).await;
     let faults = vec![unix_ms()];
     let mut cluster = cluster;
     tokio::task::block_in_place(|| cluster.restart_all());
     // Streams and the consumer came back with their configuration.
-    let js = producer.jetstream();
+    let js = scene.js();
     let mut restored =
         jobfleet_testkit::eventually_async("the queue stream back", NODE_TIMEOUT, || {
             let js = js.clone();
@@ -346,7 +330,7 @@ pub(crate) async fn cluster_full_restart() -> Row {
     })
     .await;
     wait_drained(js, "survive", SETTLE).await;
-    let executions = read_executions(&log);
+    let executions = read_executions(&scene.log);
     let verdict = check(js, "survive", &snapshot(&ledger), &executions).await;
     let agreeing = replicas_agree(&cluster, "survive").await;
     let exited = fleet.restart_exited();

@@ -483,6 +483,80 @@ pub(crate) fn recovery(
     }
 }
 
+/// What every scenario sets up: a producer on the servers with its queues declared, a
+/// scratch directory, and the execution log the workers append to.
+pub(crate) struct Scene {
+    pub(crate) urls: String,
+    pub(crate) producer: Producer,
+    pub(crate) log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Scene {
+    pub(crate) async fn new(urls: &str, queues: &[QueueConfig]) -> Self {
+        let producer = Producer::connect(jobfleet_producer::ConnectOptions::new(urls))
+            .await
+            .expect("connect the producer");
+        for queue in queues {
+            producer
+                .declare_queue(queue)
+                .await
+                .unwrap_or_else(|e| panic!("declare {}: {e}", queue.name));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("jobfleet-fault-")
+            .tempdir()
+            .expect("a scratch directory");
+        Self {
+            urls: urls.to_owned(),
+            producer,
+            log: dir.path().join("exec.log"),
+            _dir: dir,
+        }
+    }
+
+    pub(crate) fn js(&self) -> &async_nats::jetstream::Context {
+        self.producer.jetstream()
+    }
+
+    /// `n` Rust fault workers on `queue`, with `extra` arguments.
+    pub(crate) fn rust_workers(&self, n: usize, queue: &str, extra: &[&str]) -> Vec<WorkerSpec> {
+        (0..n)
+            .map(|_| WorkerSpec::rust(&self.urls, queue, &self.log, extra))
+            .collect()
+    }
+
+    /// Enqueues `kinds` into `queue` at `rate` jobs/s in the background ([`produce`], each
+    /// job retried for up to 90 s).
+    pub(crate) fn load(
+        &self,
+        queue: &str,
+        kinds: Vec<&'static str>,
+        rate: f64,
+        ledger: &SharedLedger,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(produce(
+            self.producer.clone(),
+            queue.to_owned(),
+            kinds,
+            rate,
+            Arc::clone(ledger),
+            Duration::from_secs(90),
+        ))
+    }
+
+    /// Waits until `queue` drained, then runs the checker on it.
+    pub(crate) async fn verdict(
+        &self,
+        queue: &str,
+        ledger: &SharedLedger,
+    ) -> crate::checker::Verdict {
+        wait_drained(self.js(), queue, SETTLE).await;
+        let executions = read_executions(&self.log);
+        crate::checker::check(self.js(), queue, &snapshot(ledger), &executions).await
+    }
+}
+
 /// One line of the summary table.
 #[derive(Debug, Clone)]
 pub(crate) struct Row {

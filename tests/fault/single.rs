@@ -7,30 +7,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobfleet_core::{AuditEventKind, JobId, QueueConfig};
-use jobfleet_producer::{ConnectOptions, Producer};
+use jobfleet_core::{AuditEventKind, JobId};
 use jobfleet_testkit::NatsServer;
 
-use crate::checker::{Verdict, check};
-use crate::harness::snapshot;
+use crate::checker::check;
 use crate::harness::{
     ACK_WAIT, Fleet, OnRefusal, Recovery, Row, SETTLE, SharedLedger, WorkerSpec, fault_queue, plan,
     produce, produce_http, read_executions, recovery, unix_ms, wait_drained,
 };
-
-/// A producer on `urls` with `queues` declared.
-pub(crate) async fn connect(urls: &str, queues: &[QueueConfig]) -> Producer {
-    let producer = Producer::connect(ConnectOptions::new(urls))
-        .await
-        .expect("connect the producer");
-    for queue in queues {
-        producer
-            .declare_queue(queue)
-            .await
-            .unwrap_or_else(|e| panic!("declare {}: {e}", queue.name));
-    }
-    producer
-}
+use crate::harness::{Scene, snapshot};
 
 /// A small deterministic generator for picking victims (seeded per scenario, printed).
 pub(crate) struct Dice(u64);
@@ -101,44 +86,14 @@ async fn supervise_until(fleet: &mut Fleet, done: impl std::future::Future<Outpu
     }
 }
 
-fn scratch() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("jobfleet-fault-")
-        .tempdir()
-        .expect("a scratch directory")
-}
-
-fn rust_workers(n: usize, urls: &str, queue: &str, log: &Path, extra: &[&str]) -> Vec<WorkerSpec> {
-    (0..n)
-        .map(|_| WorkerSpec::rust(urls, queue, log, extra))
-        .collect()
-}
-
-/// Runs the checker on `queue` after it drained.
-async fn verdict(producer: &Producer, queue: &str, ledger: &SharedLedger, log: &Path) -> Verdict {
-    let js = producer.jetstream();
-    wait_drained(js, queue, SETTLE).await;
-    let executions = read_executions(log);
-    check(js, queue, &snapshot(ledger), &executions).await
-}
-
 /// 1. SIGKILL a random worker every 1.5 ack waits under load, restarting it at once.
 pub(crate) async fn worker_sigkill_loop() -> Row {
     let server = NatsServer::start();
     let url = server.url();
-    let producer = connect(&url, &[fault_queue("kill", 10)]).await;
-    let dir = scratch();
-    let log = dir.path().join("exec.log");
-    let mut fleet = Fleet::start(rust_workers(3, &url, "kill", &log, &["--sleep-ms", "20"]));
+    let scene = Scene::new(&url, &[fault_queue("kill", 10)]).await;
+    let mut fleet = Fleet::start(scene.rust_workers(3, "kill", &["--sleep-ms", "20"]));
     let ledger = SharedLedger::default();
-    let load = tokio::spawn(produce(
-        producer.clone(),
-        "kill".into(),
-        plan(3000, &[]),
-        300.0,
-        Arc::clone(&ledger),
-        Duration::from_secs(60),
-    ));
+    let load = scene.load("kill", plan(3000, &[]), 300.0, &ledger);
     let mut dice = Dice::new("sigkill");
     let mut faults = Vec::new();
     while !load.is_finished() {
@@ -147,12 +102,12 @@ pub(crate) async fn worker_sigkill_loop() -> Row {
         faults.push(unix_ms());
     }
     load.await.expect("the load");
-    let verdict = verdict(&producer, "kill", &ledger, &log).await;
+    let verdict = scene.verdict("kill", &ledger).await;
     fleet.stop(Duration::from_secs(10));
     verdict.assert_sound("worker SIGKILL loop");
     assert!(faults.len() >= 4, "only {} kills", faults.len());
     assert_eq!(verdict.succeeded, verdict.accepted, "every job succeeds");
-    let executions = read_executions(&log);
+    let executions = read_executions(&scene.log);
     let processes = executions
         .iter()
         .map(|e| e.pid)
@@ -171,19 +126,10 @@ pub(crate) async fn worker_sigkill_loop() -> Row {
 pub(crate) async fn worker_sigterm_loop() -> Row {
     let server = NatsServer::start();
     let url = server.url();
-    let producer = connect(&url, &[fault_queue("term", 10)]).await;
-    let dir = scratch();
-    let log = dir.path().join("exec.log");
-    let mut fleet = Fleet::start(rust_workers(3, &url, "term", &log, &["--sleep-ms", "20"]));
+    let scene = Scene::new(&url, &[fault_queue("term", 10)]).await;
+    let mut fleet = Fleet::start(scene.rust_workers(3, "term", &["--sleep-ms", "20"]));
     let ledger = SharedLedger::default();
-    let load = tokio::spawn(produce(
-        producer.clone(),
-        "term".into(),
-        plan(3000, &[]),
-        300.0,
-        Arc::clone(&ledger),
-        Duration::from_secs(60),
-    ));
+    let load = scene.load("term", plan(3000, &[]), 300.0, &ledger);
     let mut dice = Dice::new("sigterm");
     let mut faults = Vec::new();
     let mut longest_exit = Duration::ZERO;
@@ -197,7 +143,7 @@ pub(crate) async fn worker_sigterm_loop() -> Row {
         longest_exit = longest_exit.max(took);
     }
     load.await.expect("the load");
-    let verdict = verdict(&producer, "term", &ledger, &log).await;
+    let verdict = scene.verdict("term", &ledger).await;
     fleet.stop(Duration::from_secs(10));
     verdict.assert_sound("worker SIGTERM loop");
     assert!(faults.len() >= 4, "only {} stops", faults.len());
@@ -210,7 +156,7 @@ pub(crate) async fn worker_sigterm_loop() -> Row {
         verdict.executions, verdict.accepted,
         "one execution per job"
     );
-    let recover = recovery(&faults, &read_executions(&log), &[]);
+    let recover = recovery(&faults, &read_executions(&scene.log), &[]);
     Row::from_verdict(
         &verdict,
         faults.len(),
@@ -228,40 +174,30 @@ pub(crate) async fn worker_sigterm_loop() -> Row {
 pub(crate) async fn poison_with_crashes() -> Row {
     let server = NatsServer::start();
     let url = server.url();
-    let producer = connect(&url, &[fault_queue("poison", 3)]).await;
-    let dir = scratch();
-    let log = dir.path().join("exec.log");
-    let mut specs = rust_workers(
-        2,
-        &url,
-        "poison",
-        &log,
-        &["--crash-at", "dead-letter-stored"],
-    );
-    specs.extend(rust_workers(
+    let scene = Scene::new(&url, &[fault_queue("poison", 3)]).await;
+    let mut specs = scene.rust_workers(2, "poison", &["--crash-at", "dead-letter-stored"]);
+    specs.extend(scene.rust_workers(
         1,
-        &url,
         "poison",
-        &log,
         &["--crash-at", "terminal-stored", "--crash-one-in", "50"],
     ));
     let mut fleet = Fleet::start(specs);
     let ledger = SharedLedger::default();
     let load = produce(
-        producer.clone(),
+        scene.producer.clone(),
         "poison".into(),
         plan(1500, &[("poison", 15)]),
         300.0,
         Arc::clone(&ledger),
         Duration::from_secs(60),
     );
-    let js = producer.jetstream().clone();
+    let js = scene.js().clone();
     let restarts = supervise_until(&mut fleet, async {
         load.await;
         wait_drained(&js, "poison", SETTLE).await;
     })
     .await;
-    let verdict = verdict(&producer, "poison", &ledger, &log).await;
+    let verdict = scene.verdict("poison", &ledger).await;
     fleet.stop(Duration::from_secs(10));
     verdict.assert_sound("poison jobs with crashes");
     let crashes = fleet.exits.iter().filter(|c| **c == Some(87)).count();
@@ -300,7 +236,7 @@ pub(crate) async fn poison_with_crashes() -> Row {
 pub(crate) async fn handler_crash_modes() -> Row {
     let server = NatsServer::start();
     let url = server.url();
-    let producer = connect(
+    let scene = Scene::new(
         &url,
         &[
             fault_queue("crash-rs", 3),
@@ -309,15 +245,18 @@ pub(crate) async fn handler_crash_modes() -> Row {
         ],
     )
     .await;
-    let dir = scratch();
-    let log = dir.path().join("exec.log");
-    let mut specs = rust_workers(2, &url, "crash-rs", &log, &[]);
-    specs.push(python_worker(&url, &log, "crash-py", "crash-pya"));
+    let mut specs = scene.rust_workers(2, "crash-rs", &[]);
+    specs.push(python_worker(
+        &scene.urls,
+        &scene.log,
+        "crash-py",
+        "crash-pya",
+    ));
     let mut fleet = Fleet::start(specs);
     let rust_ledger = SharedLedger::default();
     let py_ledger = SharedLedger::default();
     let rust_load = produce(
-        producer.clone(),
+        scene.producer.clone(),
         "crash-rs".into(),
         plan(600, &[("panic", 10), ("exit-once", 8)]),
         200.0,
@@ -325,22 +264,22 @@ pub(crate) async fn handler_crash_modes() -> Row {
         Duration::from_secs(60),
     );
     let py_load = produce(
-        producer.clone(),
+        scene.producer.clone(),
         "crash-py".into(),
         plan(300, &[("raise", 10), ("exit-once", 4)]),
         100.0,
         Arc::clone(&py_ledger),
         Duration::from_secs(60),
     );
-    let js = producer.jetstream().clone();
+    let js = scene.js().clone();
     let restarts = supervise_until(&mut fleet, async {
         tokio::join!(rust_load, py_load);
         wait_drained(&js, "crash-rs", SETTLE).await;
         wait_drained(&js, "crash-py", SETTLE).await;
     })
     .await;
-    let rust = verdict(&producer, "crash-rs", &rust_ledger, &log).await;
-    let python = verdict(&producer, "crash-py", &py_ledger, &log).await;
+    let rust = scene.verdict("crash-rs", &rust_ledger).await;
+    let python = scene.verdict("crash-py", &py_ledger).await;
     fleet.stop(Duration::from_secs(10));
     rust.assert_sound("crash modes (Rust)");
     python.assert_sound("crash modes (Python)");
@@ -402,11 +341,14 @@ pub(crate) async fn hung_handlers() -> Row {
         queue.worker.timeout = ACK_WAIT;
         queue
     };
-    let producer = connect(&url, &[hang("hang-rs"), hang("hang-py"), hang("hang-pya")]).await;
-    let dir = scratch();
-    let log = dir.path().join("exec.log");
-    let mut specs = rust_workers(1, &url, "hang-rs", &log, &["--concurrency", "8"]);
-    specs.push(python_worker(&url, &log, "hang-py", "hang-pya"));
+    let scene = Scene::new(&url, &[hang("hang-rs"), hang("hang-py"), hang("hang-pya")]).await;
+    let mut specs = scene.rust_workers(1, "hang-rs", &["--concurrency", "8"]);
+    specs.push(python_worker(
+        &scene.urls,
+        &scene.log,
+        "hang-py",
+        "hang-pya",
+    ));
     let mut fleet = Fleet::start(specs);
     let ledgers: Vec<(&str, SharedLedger)> = ["hang-rs", "hang-py", "hang-pya"]
         .into_iter()
@@ -414,7 +356,7 @@ pub(crate) async fn hung_handlers() -> Row {
         .collect();
     let loads = futures::future::join_all(ledgers.iter().map(|(queue, ledger)| {
         produce(
-            producer.clone(),
+            scene.producer.clone(),
             (*queue).into(),
             plan(300, &[("hang-once", 3)]),
             60.0,
@@ -422,7 +364,7 @@ pub(crate) async fn hung_handlers() -> Row {
             Duration::from_secs(60),
         )
     }));
-    let js = producer.jetstream().clone();
+    let js = scene.js().clone();
     let restarts = supervise_until(&mut fleet, async {
         loads.await;
         for (queue, _) in &ledgers {
@@ -430,11 +372,11 @@ pub(crate) async fn hung_handlers() -> Row {
         }
     })
     .await;
-    let executions = read_executions(&log);
+    let executions = read_executions(&scene.log);
     let mut row: Option<Row> = None;
     let mut cut_off = 0;
     for (queue, ledger) in &ledgers {
-        let verdict = verdict(&producer, queue, ledger, &log).await;
+        let verdict = scene.verdict(queue, ledger).await;
         verdict.assert_sound(&format!("hung handlers ({queue})"));
         assert_eq!(
             verdict.succeeded, verdict.accepted,
@@ -487,25 +429,10 @@ pub(crate) async fn hung_handlers() -> Row {
 pub(crate) async fn nats_restart() -> Row {
     let mut server = NatsServer::start();
     let url = server.url();
-    let producer = connect(&url, &[fault_queue("restart", 10)]).await;
-    let dir = scratch();
-    let log = dir.path().join("exec.log");
-    let mut fleet = Fleet::start(rust_workers(
-        2,
-        &url,
-        "restart",
-        &log,
-        &["--sleep-ms", "20"],
-    ));
+    let scene = Scene::new(&url, &[fault_queue("restart", 10)]).await;
+    let mut fleet = Fleet::start(scene.rust_workers(2, "restart", &["--sleep-ms", "20"]));
     let ledger = SharedLedger::default();
-    let load = tokio::spawn(produce(
-        producer.clone(),
-        "restart".into(),
-        plan(3000, &[]),
-        300.0,
-        Arc::clone(&ledger),
-        Duration::from_secs(90),
-    ));
+    let load = scene.load("restart", plan(3000, &[]), 300.0, &ledger);
     let mut faults = Vec::new();
     tokio::time::sleep(ACK_WAIT * 2).await;
     faults.push(unix_ms());
@@ -526,14 +453,14 @@ pub(crate) async fn nats_restart() -> Row {
     tokio::task::block_in_place(|| server.restart());
     let back_after_stop = down.elapsed();
     load.await.expect("the load");
-    let verdict = verdict(&producer, "restart", &ledger, &log).await;
+    let verdict = scene.verdict("restart", &ledger).await;
     let restarted_workers = fleet.restart_exited();
     fleet.stop(Duration::from_secs(10));
     verdict.assert_sound("NATS restart");
     assert_eq!(restarted_workers, 0, "no worker died with the server");
     assert_eq!(verdict.succeeded, verdict.accepted, "every job succeeds");
     let ledger = ledger.lock().expect("ledger");
-    let recover = recovery(&faults, &read_executions(&log), &ledger.accepted_at);
+    let recover = recovery(&faults, &read_executions(&scene.log), &ledger.accepted_at);
     Row::from_verdict(
         &verdict,
         faults.len(),
@@ -556,16 +483,9 @@ pub(crate) async fn backpressure() -> Row {
     let url = server.url();
     let mut queue = fault_queue("bounded", 3);
     queue.max_messages = Some(100);
-    let producer = connect(&url, &[queue]).await;
-    let dir = scratch();
-    let log = dir.path().join("exec.log");
-    let mut fleet = Fleet::start(rust_workers(
-        1,
-        &url,
-        "bounded",
-        &log,
-        &["--concurrency", "4", "--sleep-ms", "50"],
-    ));
+    let scene = Scene::new(&url, &[queue]).await;
+    let mut fleet =
+        Fleet::start(scene.rust_workers(1, "bounded", &["--concurrency", "4", "--sleep-ms", "50"]));
     let gateway = crate::gateway::Gateway::start(&url).await;
     let ledger = SharedLedger::default();
     produce_http(
@@ -580,7 +500,7 @@ pub(crate) async fn backpressure() -> Row {
         Duration::from_secs(30),
     )
     .await;
-    let verdict = verdict(&producer, "bounded", &ledger, &log).await;
+    let verdict = scene.verdict("bounded", &ledger).await;
     fleet.stop(Duration::from_secs(10));
     gateway.stop().await;
     verdict.assert_sound("backpressure");
@@ -611,13 +531,11 @@ pub(crate) async fn backpressure() -> Row {
 pub(crate) async fn checker_self_test() -> Row {
     let server = NatsServer::start();
     let url = server.url();
-    let producer = connect(&url, &[fault_queue("selftest", 3)]).await;
-    let dir = scratch();
-    let log = dir.path().join("exec.log");
-    let mut fleet = Fleet::start(rust_workers(1, &url, "selftest", &log, &[]));
+    let scene = Scene::new(&url, &[fault_queue("selftest", 3)]).await;
+    let mut fleet = Fleet::start(scene.rust_workers(1, "selftest", &[]));
     let ledger = SharedLedger::default();
     produce(
-        producer.clone(),
+        scene.producer.clone(),
         "selftest".into(),
         plan(50, &[]),
         500.0,
@@ -625,7 +543,7 @@ pub(crate) async fn checker_self_test() -> Row {
         Duration::from_secs(30),
     )
     .await;
-    let clean = verdict(&producer, "selftest", &ledger, &log).await;
+    let clean = scene.verdict("selftest", &ledger).await;
     clean.assert_sound("checker self-test (clean run)");
     assert_eq!(clean.succeeded, 50);
     fleet.stop(Duration::from_secs(10));
@@ -635,14 +553,15 @@ pub(crate) async fn checker_self_test() -> Row {
     let never_stored = JobId::new();
     doctored.attempted.push(never_stored);
     doctored.accepted.push(never_stored);
-    let mut executions = read_executions(&log);
+    let mut executions = read_executions(&scene.log);
     let twice = executions[0].clone();
     executions.push(crate::harness::Execution {
         at_ms: twice.at_ms + 1,
         ..twice.clone()
     });
     let stranger = JobId::new();
-    producer
+    scene
+        .producer
         .enqueue(
             "selftest",
             jobfleet_producer::Job::json(&serde_json::json!({"kind": "good"}))
@@ -651,7 +570,7 @@ pub(crate) async fn checker_self_test() -> Row {
         )
         .await
         .expect("enqueue the stranger");
-    let js = producer.jetstream();
+    let js = scene.js();
     let found = check(js, "selftest", &doctored, &executions).await;
     assert_eq!(found.lost, vec![never_stored], "a lost job is reported");
     assert_eq!(
