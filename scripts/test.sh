@@ -19,6 +19,9 @@ echo "==> cargo fmt --check" >&2
 cargo fmt --all --check
 echo "==> cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The workspace build turns on jobfleet-worker's `failpoints` feature (the fault tests use
+# it); lint the crate as users build it, without.
+cargo clippy -p jobfleet-worker --all-targets --locked -- -D warnings
 echo "==> cargo test" >&2
 if [ "$#" -eq 0 ]; then
     cargo test --workspace --locked --no-fail-fast

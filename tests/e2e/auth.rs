@@ -1228,6 +1228,11 @@ async fn clients_without_valid_credentials_are_turned_away() {
 async fn replies_are_private_to_each_user() {
     let fleet = Fleet::start(queue("emails"), queue("reports")).await;
     let spy = Conn::connect(&fleet.server, "producer-reports").await;
+    // One allowed request, so the spy holds its own reply subscription (checked below).
+    spy.js()
+        .get_stream("JOBFLEET_Q_reports")
+        .await
+        .expect("the spy reads its own queue's settings");
     // Subscriptions to the shared inbox and to another user's are refused...
     let shared = spy.client.subscribe("_INBOX.>").await.unwrap();
     let others = spy
@@ -1296,6 +1301,10 @@ async fn replies_are_private_to_each_user() {
         })
         .filter_map(|s| s.as_str().map(str::to_owned))
         .collect();
+    assert!(
+        !spy_subjects.is_empty(),
+        "the spy's connection and its own inbox subscription are listed"
+    );
     assert!(
         spy_subjects
             .iter()

@@ -137,11 +137,9 @@ pub(crate) async fn cluster_node_kill_loop() -> Row {
     let mut faults = Vec::new();
     let mut victims = Vec::new();
     let mut slowest_rejoin = Duration::ZERO;
-    while !load.is_finished() {
+    // At least 3 kills, and for as long as the load runs.
+    while !load.is_finished() || faults.len() < 3 {
         tokio::time::sleep(ACK_WAIT * 5).await;
-        if load.is_finished() {
-            break;
-        }
         // The first victim is the queue stream's leader (the worst case); then at random.
         let victim = if victims.is_empty() {
             leader_of(
@@ -154,6 +152,12 @@ pub(crate) async fn cluster_node_kill_loop() -> Row {
         };
         victims.push(victim + 1);
         faults.push(unix_ms());
+        // A killed node may take a consumer's latest delivery state with it.
+        ledger
+            .lock()
+            .expect("ledger")
+            .server_crashes
+            .push(unix_ms());
         let nodes = Arc::clone(&cluster);
         tokio::task::spawn_blocking(move || nodes.lock().expect("cluster").node(victim).kill())
             .await
@@ -236,6 +240,12 @@ pub(crate) async fn cluster_paused_node() -> Row {
     cluster.node(leader).pause();
     tokio::time::sleep(ACK_WAIT * 3).await;
     cluster.node(leader).resume();
+    // The frozen leader's peers may have moved on without its latest delivery state.
+    ledger
+        .lock()
+        .expect("ledger")
+        .server_crashes
+        .extend([faults[0], unix_ms()]);
     load.await.expect("the load");
     let verdict = scene.verdict("frozen", &ledger).await;
     let executions = read_executions(&scene.log);

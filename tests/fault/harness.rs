@@ -305,10 +305,14 @@ pub(crate) async fn produce(
         });
         // Keep the set from growing without bound on a long outage.
         while tasks.len() > 2000 {
-            tasks.join_next().await;
+            if let Some(joined) = tasks.join_next().await {
+                joined.expect("an enqueue task");
+            }
         }
     }
-    while tasks.join_next().await.is_some() {}
+    while let Some(joined) = tasks.join_next().await {
+        joined.expect("an enqueue task");
+    }
 }
 
 /// How the gateway load treats an answer.
@@ -382,7 +386,9 @@ pub(crate) async fn produce_http(
                         ledger.accepted_at.push(unix_ms());
                         return;
                     }
-                    Some(code @ (429 | 503)) | Some(code @ 504)
+                    // 409: the previous try of this key (whose answer this client gave up
+                    // on) is still being stored; ask again.
+                    Some(code @ (409 | 429 | 503 | 504))
                         if on_refusal == OnRefusal::Retry
                             && tokio::time::Instant::now() < deadline =>
                     {
@@ -407,7 +413,9 @@ pub(crate) async fn produce_http(
             }
         });
     }
-    while tasks.join_next().await.is_some() {}
+    while let Some(joined) = tasks.join_next().await {
+        joined.expect("an enqueue task");
+    }
 }
 
 /// Waits until the queue stream is empty (every job acked, terminated or dead-lettered).

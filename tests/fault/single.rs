@@ -96,7 +96,8 @@ pub(crate) async fn worker_sigkill_loop() -> Row {
     let load = scene.load("kill", plan(3000, &[]), 300.0, &ledger);
     let mut dice = Dice::new("sigkill");
     let mut faults = Vec::new();
-    while !load.is_finished() {
+    // At least 4 faults, and for as long as the load runs.
+    while !load.is_finished() || faults.len() < 4 {
         tokio::time::sleep(ACK_WAIT * 3 / 2).await;
         fleet.kill_and_restart(dice.below(fleet.len()));
         faults.push(unix_ms());
@@ -133,7 +134,8 @@ pub(crate) async fn worker_sigterm_loop() -> Row {
     let mut dice = Dice::new("sigterm");
     let mut faults = Vec::new();
     let mut longest_exit = Duration::ZERO;
-    while !load.is_finished() {
+    // At least 4 faults, and for as long as the load runs.
+    while !load.is_finished() || faults.len() < 4 {
         tokio::time::sleep(ACK_WAIT * 3 / 2).await;
         let victim = dice.below(fleet.len());
         faults.push(unix_ms());
@@ -200,8 +202,17 @@ pub(crate) async fn poison_with_crashes() -> Row {
     let verdict = scene.verdict("poison", &ledger).await;
     fleet.stop(Duration::from_secs(10));
     verdict.assert_sound("poison jobs with crashes");
-    let crashes = fleet.exits.iter().filter(|c| **c == Some(87)).count();
-    assert!(crashes >= 1, "no worker crashed at a failpoint");
+    let crashed_at = |code| fleet.exits.iter().filter(|c| **c == Some(code)).count();
+    let (after_copy, after_event) = (crashed_at(87), crashed_at(88));
+    assert!(
+        after_copy >= 1,
+        "no worker crashed after storing a dead-letter copy"
+    );
+    assert!(
+        after_event >= 1,
+        "no worker crashed after storing a terminal event"
+    );
+    let crashes = after_copy + after_event;
     let ledger = ledger.lock().expect("ledger");
     let poison: HashSet<JobId> = ledger.of_kind("poison").into_iter().collect();
     for id in &poison {
@@ -225,7 +236,7 @@ pub(crate) async fn poison_with_crashes() -> Row {
         crashes,
         recover,
         format!(
-            "{} poison, {crashes} failpoint crashes, {restarts} restarts; 1 DLQ entry each",
+            "{} poison; crashes: {after_copy} after a DLQ copy, {after_event} after a terminal event; {restarts} restarts; 1 DLQ entry each",
             poison.len()
         ),
     )
@@ -517,6 +528,7 @@ pub(crate) async fn backpressure() -> Row {
     assert_eq!(verdict.accepted + throttled, 3000);
     assert_eq!(verdict.unexpected, 0, "no job stored without its 202");
     assert_eq!(verdict.succeeded, verdict.accepted);
+    assert_eq!(verdict.duplicates, 0, "no fault, no duplicate");
     Row::from_verdict(
         &verdict,
         0,
@@ -545,6 +557,7 @@ pub(crate) async fn checker_self_test() -> Row {
     .await;
     let clean = scene.verdict("selftest", &ledger).await;
     clean.assert_sound("checker self-test (clean run)");
+    assert_eq!(clean.duplicates, 0, "no fault, no duplicate");
     assert_eq!(clean.succeeded, 50);
     fleet.stop(Duration::from_secs(10));
 

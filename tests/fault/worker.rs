@@ -6,8 +6,9 @@
 //! an `O_APPEND` file reaches the kernel at once, so the log survives SIGKILL and is the
 //! suite's ground truth for how often each job really ran.
 //!
-//! With `--crash-at`, the runtime's failpoint hook exits the process (code 87, no cleanup)
-//! at that point of settling a job's first attempt.
+//! With `--crash-at`, the runtime's failpoint hook exits the process without cleanup at
+//! that point of settling a job's first attempt: code 87 after the dead-letter copy is
+//! stored, 88 after the terminal audit event is stored.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -37,7 +38,7 @@ struct Args {
     /// Grace period after SIGTERM, seconds.
     #[arg(long, default_value_t = 30.0)]
     grace_seconds: f64,
-    /// Exit (code 87) at this point of settling a job's first attempt:
+    /// Exit (code 87 or 88) at this point of settling a job's first attempt:
     /// `dead-letter-stored` or `terminal-stored`.
     #[arg(long)]
     crash_at: Option<String>,
@@ -117,7 +118,10 @@ async fn main() -> ExitCode {
         builder = builder.failpoint(Arc::new(move |at, job, attempt| {
             if at == point && attempt == 1 && job.jitter_seed() % one_in == 0 {
                 eprintln!("jobfleet-fault-worker: crashing at {at:?} of job {job}");
-                std::process::exit(87);
+                std::process::exit(match at {
+                    Failpoint::AfterDeadLetterStored => 87,
+                    _ => 88,
+                });
             }
         }));
     }

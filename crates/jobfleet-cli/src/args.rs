@@ -113,6 +113,18 @@ pub(crate) struct GatewayArgs {
     /// How long a client may take to send a request's body before it gets 408, e.g. `60s`.
     #[arg(long, env = "JOBFLEET_BODY_READ_TIMEOUT", default_value = "60s", value_parser = positive_duration)]
     pub(crate) body_read_timeout: std::time::Duration,
+    /// Most connections served at once; more wait until one closes. Keep `ulimit -n` above it.
+    #[arg(long, env = "JOBFLEET_MAX_CONNECTIONS", default_value_t = jobfleet_gateway::DEFAULT_MAX_CONNECTIONS, value_parser = at_least_one)]
+    pub(crate) max_connections: usize,
+}
+
+/// A count of 1 or more.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(err) => Err(err.to_string()),
+    }
 }
 
 /// A duration such as `30s` or `2m`, above zero.

@@ -167,6 +167,7 @@ async fn run_fleet(
         max_batch: jobfleet_gateway::DEFAULT_MAX_BATCH,
         header_read_timeout: jobfleet_gateway::DEFAULT_HEADER_READ_TIMEOUT,
         body_read_timeout: jobfleet_gateway::DEFAULT_BODY_READ_TIMEOUT,
+        max_connections: jobfleet_gateway::DEFAULT_MAX_CONNECTIONS,
     };
     let base = format!("http://{}", args.listen);
     let summary = serde_json::json!({

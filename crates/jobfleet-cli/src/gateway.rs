@@ -71,7 +71,8 @@ pub(crate) async fn serve(
         .body_limit(args.body_limit)
         .max_batch(args.max_batch)
         .header_read_timeout(args.header_read_timeout)
-        .body_read_timeout(args.body_read_timeout);
+        .body_read_timeout(args.body_read_timeout)
+        .max_connections(args.max_connections);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|err| {

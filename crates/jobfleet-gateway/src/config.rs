@@ -17,6 +17,10 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// enough for the largest default body (1 MiB) at about 20 KB/s.
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Default most connections served at once: 4096. Keep the process's open-file limit
+/// (`ulimit -n`) above it.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+
 /// How the gateway behaves.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -35,6 +39,10 @@ pub struct GatewayConfig {
     /// Time a client has to send a whole request body, from when its head arrived; a slower
     /// request gets 408 and its connection is closed. Default [`DEFAULT_BODY_READ_TIMEOUT`].
     pub body_read_timeout: Duration,
+    /// Most connections served at once; further ones wait in the listen backlog until one
+    /// closes (so many slow clients cannot exhaust file descriptors). Default
+    /// [`DEFAULT_MAX_CONNECTIONS`]; at least 1.
+    pub max_connections: usize,
 }
 
 impl Default for GatewayConfig {
@@ -45,6 +53,7 @@ impl Default for GatewayConfig {
             tokens: Tokens::open(),
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -77,6 +86,12 @@ impl GatewayConfig {
     /// Sets the time a client has to send a request's body.
     pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
         self.body_read_timeout = timeout;
+        self
+    }
+
+    /// Sets the most connections served at once (at least 1).
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections.max(1);
         self
     }
 }

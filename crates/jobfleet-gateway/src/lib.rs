@@ -37,7 +37,7 @@ mod state;
 pub use auth::{Scope, Tokens, TokensFileError, token_digest};
 pub use config::{
     DEFAULT_BODY_LIMIT, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BATCH,
-    GatewayConfig,
+    DEFAULT_MAX_CONNECTIONS, GatewayConfig,
 };
 pub use health::OPENAPI_JSON;
 pub use problem::{PROBLEM_JSON, Problem};

@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -14,6 +15,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::routes::app;
 use crate::state::GatewayState;
@@ -28,7 +30,9 @@ const MAX_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(366 * 24 * 3600);
 ///
 /// A connection whose request head does not arrive within
 /// [`GatewayConfig::header_read_timeout`](crate::GatewayConfig::header_read_timeout) is
-/// closed; so is a keep-alive connection idle for that long.
+/// closed; so is a keep-alive connection idle for that long. At most
+/// [`GatewayConfig::max_connections`](crate::GatewayConfig::max_connections) connections are
+/// served at once; more wait in the listen backlog.
 ///
 /// # Errors
 ///
@@ -47,8 +51,13 @@ pub async fn serve(
             .min(MAX_HEADER_READ_TIMEOUT),
     );
     let connections = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(state.config().max_connections.max(1)));
     let mut shutdown = pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot.expect("never closed"),
+            () = &mut shutdown => break,
+        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => stream,
@@ -65,6 +74,7 @@ pub async fn serve(
         );
         let connection = connections.watch(connection);
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(err) = connection.await {
                 tracing::debug!(error = %err, "connection ended with an error");
             }

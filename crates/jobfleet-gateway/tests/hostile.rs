@@ -66,6 +66,11 @@ impl Gateway {
 
     /// A gateway whose header and body read timeouts are `read_timeout`.
     async fn start_with(read_timeout: Duration) -> Self {
+        Self::start_limited(read_timeout, jobfleet_gateway::DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    /// As [`Gateway::start_with`], serving at most `max_connections` at once.
+    async fn start_limited(read_timeout: Duration, max_connections: usize) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let server = NatsServer::start();
         let producer = Producer::connect(ConnectOptions::new(server.url()))
@@ -81,7 +86,8 @@ impl Gateway {
             )
             .body_limit(BODY_LIMIT)
             .header_read_timeout(read_timeout)
-            .body_read_timeout(read_timeout);
+            .body_read_timeout(read_timeout)
+            .max_connections(max_connections);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -1155,15 +1161,17 @@ struct SlowEnd {
     responses: Vec<RawResponse>,
     /// When the gateway closed the connection.
     at: Instant,
-    /// How long after the client's first bytes.
+    /// How long after the client began to connect.
     after: Duration,
 }
 
-/// Connects and sends `start`: a slow client's first bytes.
+/// Connects and sends `start`: a slow client's first bytes. The instant is taken before
+/// connecting, so it precedes anything the gateway's timers measure from.
 async fn connect_slowly(addr: &str, start: &[u8]) -> (TcpStream, Instant) {
+    let began = Instant::now();
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(start).await.unwrap();
-    (stream, Instant::now())
+    (stream, began)
 }
 
 /// Goes on with a connection from [`connect_slowly`]: sends `trickle` one byte every 200 ms
@@ -1429,4 +1437,31 @@ async fn json_that_workers_cannot_read_is_refused_at_the_door() {
     wait_all_succeeded(&gw, vec![id]).await;
     gw.assert_no_foreign_jobs();
     gw.stop().await;
+}
+
+/// Connections beyond `max_connections` wait until one closes (so slow clients cannot
+/// exhaust the process's file descriptors): with one slot held by a silent client, a
+/// request on a new connection is answered only once the gateway has cut the silent one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_wait_for_a_free_one() {
+    let timeout = Duration::from_secs(2);
+    let gw = Gateway::start_limited(timeout, 1).await;
+    let silent = connect_slowly(&gw.addr, b"").await;
+    let silent_began = silent.1;
+    let held = tokio::spawn(go_on_slowly(silent, Vec::new()));
+    let response = reqwest::Client::new()
+        .get(format!("{}/livez", gw.base))
+        .send()
+        .await
+        .expect("answered once a slot is free");
+    let answered_at = Instant::now();
+    assert_eq!(response.status(), StatusCode::OK);
+    let cut = held.await.unwrap();
+    assert_cut("the silent connection", &cut, timeout, false);
+    // The slot frees when the gateway cuts the silent connection, a read timeout after it
+    // was accepted (which is after `silent_began`).
+    assert!(
+        answered_at.duration_since(silent_began) >= timeout,
+        "the second connection was served while the only slot was taken"
+    );
 }

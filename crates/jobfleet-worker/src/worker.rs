@@ -403,7 +403,13 @@ impl Worker {
                 let next = tokio::select! {
                     next = batch.next() => next,
                     () = stop.cancelled() => {
-                        hand_back_rest(&self.runtime, &mut batch).await;
+                        // Bounded: a request lost with its server would otherwise be
+                        // waited on until the library's own timer, 5 s past its expiry.
+                        let _ = tokio::time::timeout_at(
+                            lost_at,
+                            hand_back_rest(&self.runtime, &mut batch),
+                        )
+                        .await;
                         return;
                     }
                     _ = watch.tick() => {
@@ -411,7 +417,12 @@ impl Worker {
                             .connects
                             .load(std::sync::atomic::Ordering::Relaxed)
                             != generation;
-                        if !reconnected && tokio::time::Instant::now() < lost_at {
+                        // While disconnected, wait for the reconnect rather than queue more
+                        // pull requests in the client's buffer.
+                        let connected = self.runtime.client.connection_state()
+                            == async_nats::connection::State::Connected;
+                        let overdue = connected && tokio::time::Instant::now() >= lost_at;
+                        if !reconnected && !overdue {
                             continue;
                         }
                         // The request is probably gone with its server: pull again now. Any
