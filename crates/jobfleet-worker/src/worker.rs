@@ -426,10 +426,15 @@ impl Worker {
                             continue;
                         }
                         // The request is probably gone with its server: pull again now. Any
-                        // job it still brings is handed back by a drain in the background.
+                        // job it still brings is worked all the same, in the background.
                         tracing::info!(reconnected, "open pull request given up on; pulling again");
-                        let runtime = Arc::clone(&self.runtime);
-                        tracker.spawn(async move { hand_back_rest(&runtime, &mut batch).await });
+                        tracker.spawn(work_rest(
+                            Arc::clone(&self.runtime),
+                            batch,
+                            Arc::clone(&slots),
+                            tracker.clone(),
+                            stop.clone(),
+                        ));
                         drop(permits);
                         break;
                     }
@@ -464,9 +469,36 @@ impl Worker {
     }
 }
 
-/// Jobs still on their way from a pull request this process no longer waits on (at shutdown,
-/// or given up on) go straight back (without using up an attempt), until the request ends
-/// (at the latest when the client library's own timer, 5 s past its expiry, ends it).
+/// Works the jobs a given-up pull request still brings (it was not lost after all): each
+/// waits for a free slot with its lease kept alive, then runs like any other. Neither handed
+/// back (a copy whose original's ack is lost in a failover would run twice) nor NAKed (that
+/// would use up an attempt). Once shutdown begins, the rest are handed back. Ends with the
+/// request (at the latest at the client library's own timer, 5 s past its expiry).
+async fn work_rest(
+    runtime: Arc<Runtime>,
+    mut batch: jetstream::consumer::pull::Batch,
+    slots: Arc<Semaphore>,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+) {
+    while let Some(Ok(message)) = batch.next().await {
+        let held = runtime.leases.hold(message.reply.as_ref());
+        let permit = tokio::select! {
+            permit = Arc::clone(&slots).acquire_owned() => permit.expect("semaphore open"),
+            () = stop.cancelled() => {
+                drop(held);
+                runtime.hand_back(message).await;
+                WorkerStats::bump(&runtime.stats.released);
+                continue;
+            }
+        };
+        drop(held);
+        tracker.spawn(Box::pin(Arc::clone(&runtime).process(message, permit)));
+    }
+}
+
+/// At shutdown, jobs already on their way to this process go straight back (without using up
+/// an attempt), until the open pull request ends or is overdue.
 async fn hand_back_rest(runtime: &Runtime, batch: &mut jetstream::consumer::pull::Batch) {
     while let Some(Ok(message)) = batch.next().await {
         runtime.hand_back(message).await;
