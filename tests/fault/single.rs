@@ -57,6 +57,10 @@ pub(crate) fn python_worker(
             "8",
             "--recycle-after",
             "1",
+            // Short, so a worker orphaned by a failed scenario (its supervisor SIGKILLed by
+            // `Fleet`'s drop) ends soon after the SIGTERM it gets from its parent's death.
+            "--grace-seconds",
+            "5",
             "--log-level",
             "warning",
         ]
