@@ -206,10 +206,16 @@ impl NatsServer {
         }
     }
 
-    /// Freezes the process (SIGSTOP); [`NatsServer::resume`] undoes it.
+    /// Freezes the process (SIGSTOP) and returns once every thread of it is stopped;
+    /// [`NatsServer::resume`] undoes it.
+    ///
+    /// # Panics
+    ///
+    /// When the process is not stopped within 10 s.
     pub fn pause(&mut self) {
         if let Some(child) = &self.child {
             signal(child, "STOP");
+            wait_stopped(child.id(), Duration::from_secs(10));
         }
     }
 
@@ -343,6 +349,44 @@ pub fn send_signal(pid: u32, name: &str) {
     if !status.as_ref().is_ok_and(|s| s.success()) {
         eprintln!("jobfleet-testkit: could not send SIG{name} to process {pid} ({status:?})");
     }
+}
+
+/// Waits until every thread of `pid` is in the stopped state. `kill` returns once SIGSTOP is
+/// queued, but the group stop begins only when a woken thread of the target gets a CPU: on a
+/// busy machine the other threads keep serving for tens of milliseconds (measured: a publish
+/// sent 40 ms after `kill` returned was still acknowledged). Where `/proc` is missing there is
+/// nothing to wait on.
+fn wait_stopped(pid: u32, timeout: Duration) {
+    let tasks = PathBuf::from(format!("/proc/{pid}/task"));
+    if !tasks.is_dir() {
+        return;
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        if all_threads_stopped(&tasks) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} was not stopped within {timeout:?} of SIGSTOP"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// True when every thread listed under `/proc/<pid>/task` is stopped (`T`) or traced (`t`).
+fn all_threads_stopped(tasks: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(tasks) else {
+        return false;
+    };
+    entries.flatten().all(|task| {
+        // The state follows the parenthesised command name, which may itself hold spaces.
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next())
+                .is_some_and(|state| matches!(state, 'T' | 't'))
+        })
+    })
 }
 
 fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
