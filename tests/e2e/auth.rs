@@ -15,8 +15,8 @@ use std::time::Duration;
 use async_nats::jetstream;
 use jobfleet_core::{AuditEventKind, JobId, QueueConfig, topology};
 use jobfleet_producer::{
-    ConnectErrorKind, ConnectOptions, Job, Producer, list_queues, pause_queue, purge_queue,
-    queue_stats, resume_queue,
+    ConnectErrorKind, ConnectOptions, EnqueueErrorKind, Job, Producer, list_queues, pause_queue,
+    purge_queue, queue_stats, resume_queue,
 };
 use jobfleet_testkit::{NatsServer, eventually_async};
 use jobfleet_worker::{
@@ -830,6 +830,61 @@ async fn the_reader_reads_and_changes_nothing() {
             delete_dead_letters(&js, "emails", RedriveSelection::Ids(vec![dead.id])),
         )
         .await;
+}
+
+/// A producer connected by [`Producer::connect`] tells a refusal from an outage: the enqueue
+/// fails with `Rejected`, naming what was refused, at the first unanswered request rather
+/// than at the enqueue deadline as `NotConnected`, and stores nothing.
+#[tokio::test]
+async fn a_refused_enqueue_is_rejected_naming_the_refused_subject() {
+    let fleet = Fleet::start(queue("emails"), queue("reports")).await;
+    let connect = |user: &str, inbox: Option<String>| {
+        let mut options = ConnectOptions::new(fleet.server.url())
+            .user_and_password(user, password(user))
+            .publish_timeout(REFUSED)
+            .enqueue_deadline(WAIT);
+        if let Some(inbox) = inbox {
+            options = options.inbox_prefix(inbox);
+        }
+        Producer::connect(options)
+    };
+    let cases = [
+        // Another queue: its settings cannot even be read.
+        (
+            "producer-emails",
+            Some(inbox("producer-emails")),
+            "reports",
+            "$JS.API.STREAM.INFO.JOBFLEET_Q_reports",
+        ),
+        // Settings readable, the publish itself refused.
+        (
+            "reader",
+            Some(inbox("reader")),
+            "emails",
+            "jobfleet.q.emails.ready",
+        ),
+        // Its own queue, but without the inbox prefix the user may subscribe to: no
+        // request can be answered.
+        ("producer-emails", None, "emails", "_INBOX."),
+    ];
+    for (user, inbox, queue, refused) in cases {
+        let before = fleet.snapshot().await;
+        let producer = connect(user, inbox.clone()).await.unwrap();
+        let err = tokio::time::timeout(WAIT, producer.enqueue(queue, Job::bytes("x")))
+            .await
+            .unwrap_or_else(|_| panic!("{user} (inbox {inbox:?}) into {queue}: no answer"))
+            .expect_err("a refused enqueue fails");
+        assert_eq!(
+            err.kind(),
+            EnqueueErrorKind::Rejected,
+            "{user} (inbox {inbox:?}) into {queue}: {err}"
+        );
+        assert!(
+            err.to_string().contains(refused),
+            "{user} into {queue}: the error names {refused}: {err}"
+        );
+        assert_eq!(before, fleet.snapshot().await, "{user}: nothing changed");
+    }
 }
 
 #[tokio::test]

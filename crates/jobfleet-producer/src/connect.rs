@@ -1,9 +1,11 @@
 //! Connection options shared by every jobfleet process.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{ConnectError, ConnectErrorKind};
+use crate::refusals::Refusals;
 
 /// How to reach and authenticate to NATS.
 ///
@@ -216,11 +218,37 @@ impl ConnectOptions {
     /// [`ConnectError`] when the options are invalid, the server is unreachable, or it
     /// rejects the credentials.
     pub async fn connect_client(&self) -> Result<async_nats::Client, ConnectError> {
+        let refusals = Arc::new(Refusals::new(self.reply_prefix()));
+        self.connect_recording(refusals).await
+    }
+
+    /// The subject prefix of this connection's reply inboxes.
+    pub(crate) fn reply_prefix(&self) -> &str {
+        self.inbox_prefix.as_deref().unwrap_or("_INBOX")
+    }
+
+    /// Connects like [`ConnectOptions::connect_client`], recording the permission refusals
+    /// the server reports into `refusals` (and logging every error it reports).
+    pub(crate) async fn connect_recording(
+        &self,
+        refusals: Arc<Refusals>,
+    ) -> Result<async_nats::Client, ConnectError> {
         self.validate()?;
         let mut options = async_nats::ConnectOptions::new()
             .connection_timeout(self.connection_timeout)
             .require_tls(self.require_tls)
-            .max_reconnects(None);
+            .max_reconnects(None)
+            .event_callback(move |event| {
+                let refusals = Arc::clone(&refusals);
+                async move {
+                    // The server's `-ERR`s reach the client only here; a refused publish or
+                    // subscription is otherwise silent.
+                    if let async_nats::Event::ServerError(error) = event {
+                        refusals.record(&error);
+                        tracing::warn!(%error, "NATS server reported an error");
+                    }
+                }
+            });
         if let Some(name) = &self.name {
             options = options.name(name);
         }

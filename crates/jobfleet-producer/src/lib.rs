@@ -43,6 +43,7 @@ mod provision;
 mod publish;
 mod queue_info;
 mod queues;
+mod refusals;
 
 pub use connect::ConnectOptions;
 pub use error::{

@@ -19,6 +19,7 @@ use crate::job::Job;
 use crate::provision::{Declared, declare_queue};
 use crate::publish::{Failure, Outgoing, Publisher};
 use crate::queue_info::{QueueCache, QueueInfo};
+use crate::refusals::Refusals;
 
 /// Publishes in flight at once during [`Producer::enqueue_batch`], by default.
 pub const DEFAULT_BATCH_WINDOW: usize = 1024;
@@ -79,14 +80,29 @@ impl Producer {
     ///
     /// [`ConnectError`] when the options are invalid, the server is unreachable, or it
     /// rejects the credentials.
+    ///
+    /// A publish or queue lookup the server refuses for want of permission fails at its
+    /// first timeout with [`EnqueueErrorKind::Rejected`], naming the refused subject, rather
+    /// than being retried until the enqueue deadline as an outage.
     pub async fn connect(options: ConnectOptions) -> Result<Self, ConnectError> {
-        let client = options.connect_client().await?;
-        Ok(Self::with_client(client, &options))
+        let refusals = Arc::new(Refusals::new(options.reply_prefix()));
+        let client = options.connect_recording(Arc::clone(&refusals)).await?;
+        Ok(Self::build(client, &options, refusals))
     }
 
     /// A producer on an existing connection, with the timeouts of `options` (its address and
-    /// credentials are not used).
+    /// credentials are not used). The server's permission refusals are not visible on a
+    /// connection made elsewhere, so a refused enqueue fails only at the enqueue deadline.
     pub fn with_client(client: async_nats::Client, options: &ConnectOptions) -> Self {
+        let refusals = Arc::new(Refusals::new(options.reply_prefix()));
+        Self::build(client, options, refusals)
+    }
+
+    fn build(
+        client: async_nats::Client,
+        options: &ConnectOptions,
+        refusals: Arc<Refusals>,
+    ) -> Self {
         let js = jetstream::ContextBuilder::new()
             .timeout(options.publish_timeout)
             .max_ack_inflight(DEFAULT_BATCH_WINDOW * 8)
@@ -98,6 +114,7 @@ impl Producer {
                     js,
                     deadline: options.enqueue_deadline,
                     retries: AtomicU64::new(0),
+                    refusals,
                 },
                 queues: QueueCache::default(),
                 batch_window: DEFAULT_BATCH_WINDOW,
@@ -309,14 +326,7 @@ impl Producer {
     }
 
     async fn queue(&self, name: &str) -> Result<Arc<QueueInfo>, EnqueueError> {
-        self.inner
-            .queues
-            .get(
-                &self.inner.publisher.js,
-                name,
-                self.inner.publisher.deadline,
-            )
-            .await
+        self.inner.queues.get(&self.inner.publisher, name).await
     }
 
     fn on_error(&self, queue: &str, err: &EnqueueError) {

@@ -4,6 +4,7 @@
 //! it across a reconnect), so it is sent again with the same `Nats-Msg-Id`; JetStream drops
 //! the repeat within the duplicate window. Retries continue until the enqueue deadline.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::error::{EnqueueError, EnqueueErrorKind};
+use crate::refusals::Refusals;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -44,6 +46,8 @@ pub(crate) struct Publisher {
     pub(crate) js: jetstream::Context,
     pub(crate) deadline: Duration,
     pub(crate) retries: AtomicU64,
+    /// The permission refusals the server reported on `client`.
+    pub(crate) refusals: Arc<Refusals>,
 }
 
 impl Publisher {
@@ -67,6 +71,7 @@ impl Publisher {
         let mut backoff = FIRST_BACKOFF;
         let mut resent = false;
         loop {
+            let sent = std::time::Instant::now();
             let attempt = match self.send(msg.clone()).await {
                 Ok(ack) => ack.await.map_err(classify),
                 Err(failure) => Err(failure),
@@ -75,6 +80,15 @@ impl Publisher {
                 Ok(ack) => return Ok((ack, resent)),
                 Err(Failure::Fatal(err)) => return Err(err),
                 Err(Failure::Retry(err)) => {
+                    if err.kind() == PublishErrorKind::TimedOut
+                        && let Some(why) = self.refusals.explain(sent, &msg.subject)
+                    {
+                        return Err(EnqueueError::with_source(
+                            EnqueueErrorKind::Rejected,
+                            why,
+                            err,
+                        ));
+                    }
                     resent = true;
                     if err.kind() == PublishErrorKind::StreamNotFound
                         && !self.stream_exists(&msg.stream).await

@@ -8,6 +8,7 @@ use async_nats::jetstream::{self, context::GetStreamErrorKind};
 use jobfleet_core::{AuditLevel, QueueName, topology};
 
 use crate::error::{EnqueueError, EnqueueErrorKind};
+use crate::publish::Publisher;
 
 /// How long a queue's settings are trusted before they are read again.
 const CACHE_TTL: Duration = Duration::from_secs(30);
@@ -114,9 +115,8 @@ impl QueueCache {
     /// a connection are retried until `deadline`, like publishes.
     pub(crate) async fn get(
         &self,
-        js: &jetstream::Context,
+        publisher: &Publisher,
         name: &str,
-        deadline: Duration,
     ) -> Result<Arc<QueueInfo>, EnqueueError> {
         if let Some(info) = self
             .lock()
@@ -125,14 +125,25 @@ impl QueueCache {
         {
             return Ok(Arc::clone(info));
         }
-        let give_up = Instant::now() + deadline;
+        let give_up = Instant::now() + publisher.deadline;
         let mut backoff = Duration::from_millis(50);
         let info = loop {
-            match QueueInfo::load(js, name).await {
-                Err(err)
-                    if err.kind() == EnqueueErrorKind::NotConnected
-                        && Instant::now() + backoff < give_up =>
-                {
+            let sent = Instant::now();
+            match QueueInfo::load(&publisher.js, name).await {
+                Err(err) if err.kind() == EnqueueErrorKind::NotConnected => {
+                    let refused = QueueName::new(name).ok().and_then(|queue| {
+                        let lookup = format!("$JS.API.STREAM.INFO.{}", queue.stream_name());
+                        publisher.refusals.explain(sent, &lookup)
+                    });
+                    if let Some(why) = refused {
+                        return Err(EnqueueError::new(
+                            EnqueueErrorKind::Rejected,
+                            format!("cannot look up queue {name:?}: {why}"),
+                        ));
+                    }
+                    if Instant::now() + backoff >= give_up {
+                        return Err(err);
+                    }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
