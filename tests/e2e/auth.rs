@@ -885,6 +885,34 @@ async fn a_refused_enqueue_is_rejected_naming_the_refused_subject() {
         );
         assert_eq!(before, fleet.snapshot().await, "{user}: nothing changed");
     }
+
+    // A batch of three publish windows: every job is refused, none as an outage, though the
+    // enqueue deadline is shorter than two rounds of timeouts (the first window's refusal
+    // settles the rest without sending them).
+    let before = fleet.snapshot().await;
+    let producer = Producer::connect(
+        ConnectOptions::new(fleet.server.url())
+            .user_and_password("reader", password("reader"))
+            .inbox_prefix(inbox("reader"))
+            .publish_timeout(REFUSED)
+            .enqueue_deadline(REFUSED * 3),
+    )
+    .await
+    .unwrap();
+    let results = tokio::time::timeout(
+        WAIT,
+        producer.enqueue_batch("emails", (0..3000).map(|n| Job::bytes(n.to_string()))),
+    )
+    .await
+    .expect("the batch ends")
+    .expect("the queue's settings are readable");
+    assert_eq!(results.len(), 3000);
+    for result in &results {
+        let err = result.as_ref().expect_err("a refused job fails");
+        assert_eq!(err.kind(), EnqueueErrorKind::Rejected, "{err}");
+        assert!(err.job_id().is_some(), "{err}");
+    }
+    assert_eq!(before, fleet.snapshot().await, "the batch changed nothing");
 }
 
 #[tokio::test]

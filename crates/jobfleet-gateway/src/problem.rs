@@ -123,6 +123,11 @@ impl From<EnqueueError> for Problem {
                 ),
             )
             .retry_after(1),
+            // The gateway's own NATS user may not do this (or the server refused the job for
+            // another reason): a retry would fare no better, so no Retry-After.
+            EnqueueErrorKind::Rejected => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "nats-refused", detail)
+            }
             _ => Self::unavailable(detail),
         };
         match err.job_id() {

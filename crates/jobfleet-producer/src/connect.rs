@@ -243,9 +243,13 @@ impl ConnectOptions {
                 async move {
                     // The server's `-ERR`s reach the client only here; a refused publish or
                     // subscription is otherwise silent.
-                    if let async_nats::Event::ServerError(error) = event {
-                        refusals.record(&error);
-                        tracing::warn!(%error, "NATS server reported an error");
+                    match event {
+                        async_nats::Event::ServerError(error) => {
+                            refusals.record(&error);
+                            tracing::warn!(%error, "NATS server reported an error");
+                        }
+                        async_nats::Event::Connected => refusals.reconnected(),
+                        _ => {}
                     }
                 }
             });

@@ -232,6 +232,7 @@ impl Producer {
         // flight are settled, then resume only if the connection made progress meanwhile.
         let mut stalled = false;
         let mut last_progress = Instant::now();
+        let started = std::time::Instant::now();
         loop {
             // Jobs are prepared as they are sent, so a large batch is never held twice.
             while !stalled && in_flight.len() < self.inner.batch_window {
@@ -254,6 +255,13 @@ impl Producer {
                         continue;
                     }
                 };
+                // Once the server has refused a subject, the rest of the batch for it is
+                // refused without sending (and without waiting out a timeout each).
+                if let Some(refused) = publisher.refused(started, &msg.subject) {
+                    results[index] = Some(Err(refused.for_job(meta.id)));
+                    continue;
+                }
+                let sent = std::time::Instant::now();
                 let first = publisher.send(msg).await;
                 stalled = matches!(first, Err(Failure::Retry(_)));
                 in_flight.push(async move {
@@ -265,8 +273,14 @@ impl Producer {
                         Ok(ack) => (Ok((ack, false)), false),
                         Err(Failure::Fatal(err)) => (Err(err), false),
                         // Rebuild the message (same id) and run the full retry loop, boxed
-                        // so that the common path's future stays small.
+                        // so that the common path's future stays small; unless the server
+                        // refused it.
                         Err(Failure::Retry(_)) => match outgoing(info_ref, &meta, &job) {
+                            Ok(msg)
+                                if let Some(refused) = publisher.refused(sent, &msg.subject) =>
+                            {
+                                (Err(refused), false)
+                            }
                             Ok(msg) => (
                                 Box::pin(publisher.publish(&msg))
                                     .await

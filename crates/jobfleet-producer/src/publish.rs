@@ -81,13 +81,9 @@ impl Publisher {
                 Err(Failure::Fatal(err)) => return Err(err),
                 Err(Failure::Retry(err)) => {
                     if err.kind() == PublishErrorKind::TimedOut
-                        && let Some(why) = self.refusals.explain(sent, &msg.subject)
+                        && let Some(refused) = self.refused(sent, &msg.subject)
                     {
-                        return Err(EnqueueError::with_source(
-                            EnqueueErrorKind::Rejected,
-                            why,
-                            err,
-                        ));
+                        return Err(refused);
                     }
                     resent = true;
                     if err.kind() == PublishErrorKind::StreamNotFound
@@ -112,6 +108,13 @@ impl Publisher {
                 }
             }
         }
+    }
+
+    /// `Rejected`, when the server refused this connection's user a publish to `subject`
+    /// since `since` (a refused publish is dropped unanswered, so it looks like a timeout).
+    pub(crate) fn refused(&self, since: std::time::Instant, subject: &str) -> Option<EnqueueError> {
+        let why = self.refusals.publish_refused(since, subject)?;
+        Some(EnqueueError::new(EnqueueErrorKind::Rejected, why))
     }
 
     /// False only when JetStream answers that the stream does not exist.

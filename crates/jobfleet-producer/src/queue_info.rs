@@ -133,7 +133,7 @@ impl QueueCache {
                 Err(err) if err.kind() == EnqueueErrorKind::NotConnected => {
                     let refused = QueueName::new(name).ok().and_then(|queue| {
                         let lookup = format!("$JS.API.STREAM.INFO.{}", queue.stream_name());
-                        publisher.refusals.explain(sent, &lookup)
+                        publisher.refusals.request_refused(sent, &lookup)
                     });
                     if let Some(why) = refused {
                         return Err(EnqueueError::new(

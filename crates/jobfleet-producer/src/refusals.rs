@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_nats::ServerError;
 use std::time::Instant;
@@ -31,17 +32,26 @@ struct Refusal {
 /// The recent permission refusals of one connection.
 #[derive(Debug)]
 pub(crate) struct Refusals {
-    inbox_prefix: String,
+    /// `<inbox prefix>.`: the start of this connection's reply subjects.
+    inbox: String,
+    /// Set by the first refusal, so that a connection without any (the normal case) answers
+    /// every question without taking the lock.
+    any: AtomicBool,
     recent: Mutex<VecDeque<Refusal>>,
 }
 
 impl Refusals {
     /// A record for a connection whose reply subjects start with `inbox_prefix`.
-    pub(crate) fn new(inbox_prefix: impl Into<String>) -> Self {
+    pub(crate) fn new(inbox_prefix: &str) -> Self {
         Self {
-            inbox_prefix: inbox_prefix.into(),
+            inbox: format!("{inbox_prefix}."),
+            any: AtomicBool::new(false),
             recent: Mutex::new(VecDeque::with_capacity(KEPT)),
         }
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, VecDeque<Refusal>> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Records `error` if it is a permissions violation; returns whether it was.
@@ -52,7 +62,8 @@ impl Refusals {
         let Some((operation, subject)) = parse(text) else {
             return false;
         };
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut recent = self.recent();
+        self.any.store(true, Ordering::Release);
         if recent.len() == KEPT {
             recent.pop_front();
         }
@@ -64,30 +75,47 @@ impl Refusals {
         true
     }
 
-    /// Why a request to `subject` sent at `since` went unanswered, if the server said it
-    /// refused it: the publish itself since then, or, at any time, the subscription to this
-    /// connection's reply inbox (without which no request is ever answered).
-    pub(crate) fn explain(&self, since: Instant, subject: &str) -> Option<String> {
-        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        recent
+    /// Forgets the subscription refusals: after a reconnect the client subscribes anew, and
+    /// the server reports again whatever it still refuses.
+    pub(crate) fn reconnected(&self) {
+        if self.any.load(Ordering::Acquire) {
+            self.recent()
+                .retain(|refusal| refusal.operation == Operation::Publish);
+        }
+    }
+
+    /// Why a publish to `subject` sent at `since` went unanswered, if the server refused it.
+    pub(crate) fn publish_refused(&self, since: Instant, subject: &str) -> Option<String> {
+        if !self.any.load(Ordering::Acquire) {
+            return None;
+        }
+        self.recent()
             .iter()
-            .rev()
-            .find_map(|refusal| match refusal.operation {
-                Operation::Publish if refusal.at >= since && refusal.subject == subject => {
-                    Some(format!(
-                        "NATS refused this connection's user permission to publish to {subject:?}"
-                    ))
-                }
-                Operation::Subscription if refusal.subject.starts_with(&self.inbox_prefix) => {
-                    Some(format!(
-                        "NATS refused this connection's user permission to subscribe to its reply \
-                     inbox {:?}, so no request is answered (set the inbox prefix the user may \
-                     subscribe to: ConnectOptions::inbox_prefix / NATS_INBOX_PREFIX)",
-                        refusal.subject
-                    ))
-                }
-                _ => None,
+            .any(|r| r.operation == Operation::Publish && r.at >= since && r.subject == subject)
+            .then(|| {
+                format!("NATS refused this connection's user permission to publish to {subject:?}")
             })
+    }
+
+    /// Why a request to `subject` sent at `since` went unanswered, if the server refused it:
+    /// the publish itself, or the subscription to this connection's reply inbox (without
+    /// which no request is answered).
+    pub(crate) fn request_refused(&self, since: Instant, subject: &str) -> Option<String> {
+        if !self.any.load(Ordering::Acquire) {
+            return None;
+        }
+        let inbox = self.recent().iter().rev().find_map(|r| {
+            (r.operation == Operation::Subscription && r.subject.starts_with(&self.inbox))
+                .then(|| r.subject.clone())
+        });
+        match inbox {
+            Some(inbox) => Some(format!(
+                "NATS refused this connection's user permission to subscribe to its reply \
+                 inbox {inbox:?}, so no request is answered (set the inbox prefix the user may \
+                 subscribe to: ConnectOptions::inbox_prefix / NATS_INBOX_PREFIX)"
+            )),
+            None => self.publish_refused(since, subject),
+        }
     }
 }
 
@@ -138,25 +166,58 @@ mod tests {
     fn explains_only_refusals_of_the_request_in_question() {
         let refusals = Refusals::new("_INBOX");
         let before = Instant::now();
+        assert_eq!(
+            refusals.request_refused(before, "jobfleet.q.sms.ready"),
+            None
+        );
         assert!(!refusals.record(&ServerError::AuthorizationViolation));
         assert!(!refusals.record(&refusal("Maximum Payload Violation")));
         assert!(refusals.record(&refusal(
             r#"Permissions Violation for Publish to "jobfleet.q.sms.ready""#
         )));
-        assert!(refusals.explain(before, "jobfleet.q.sms.ready").is_some());
-        assert_eq!(refusals.explain(before, "jobfleet.q.emails.ready"), None);
+        assert!(
+            refusals
+                .publish_refused(before, "jobfleet.q.sms.ready")
+                .is_some()
+        );
+        assert!(
+            refusals
+                .request_refused(before, "jobfleet.q.sms.ready")
+                .is_some()
+        );
+        assert_eq!(
+            refusals.publish_refused(before, "jobfleet.q.emails.ready"),
+            None
+        );
         let later = Instant::now() + std::time::Duration::from_secs(1);
-        assert_eq!(refusals.explain(later, "jobfleet.q.sms.ready"), None);
+        assert_eq!(
+            refusals.publish_refused(later, "jobfleet.q.sms.ready"),
+            None
+        );
 
-        assert!(refusals.record(&refusal(
-            r#"Permissions Violation for Subscription to "elsewhere.>""#
-        )));
-        assert_eq!(refusals.explain(later, "jobfleet.q.emails.ready"), None);
+        // Subscriptions other than the reply inbox do not explain a request; nor does
+        // another user's inbox that merely shares the prefix's first characters.
+        for other in ["elsewhere.>", "_INBOX_other.abc.*"] {
+            assert!(refusals.record(&refusal(&format!(
+                r#"Permissions Violation for Subscription to "{other}""#
+            ))));
+            assert_eq!(refusals.request_refused(later, "x"), None, "{other}");
+        }
         assert!(refusals.record(&refusal(
             r#"Permissions Violation for Subscription to "_INBOX.xyz.*""#
         )));
-        let why = refusals.explain(later, "anything").unwrap();
+        let why = refusals.request_refused(later, "anything").unwrap();
         assert!(why.contains("_INBOX.xyz.*"), "{why}");
+        // A publish is not answered "refused" for the inbox: it may have been stored.
+        assert_eq!(refusals.publish_refused(later, "anything"), None);
+        // A reconnect subscribes again; until the server refuses anew, nothing is explained.
+        refusals.reconnected();
+        assert_eq!(refusals.request_refused(later, "anything"), None);
+        assert!(
+            refusals
+                .publish_refused(before, "jobfleet.q.sms.ready")
+                .is_some()
+        );
     }
 
     #[test]
@@ -169,10 +230,10 @@ mod tests {
             )));
         }
         assert_eq!(refusals.recent.lock().unwrap().len(), KEPT);
-        assert_eq!(refusals.explain(start, "s.0"), None);
+        assert_eq!(refusals.publish_refused(start, "s.0"), None);
         assert!(
             refusals
-                .explain(start, &format!("s.{}", KEPT + 9))
+                .publish_refused(start, &format!("s.{}", KEPT + 9))
                 .is_some()
         );
     }

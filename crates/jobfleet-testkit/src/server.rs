@@ -374,7 +374,8 @@ fn wait_stopped(pid: u32, timeout: Duration) {
     }
 }
 
-/// True when every thread listed under `/proc/<pid>/task` is stopped (`T`) or traced (`t`).
+/// True when every thread listed under `/proc/<pid>/task` is stopped (`T`), traced (`t`) or
+/// dead (`Z`, `X`: a server that exited serves nothing either).
 fn all_threads_stopped(tasks: &Path) -> bool {
     let Ok(entries) = std::fs::read_dir(tasks) else {
         return false;
@@ -384,7 +385,7 @@ fn all_threads_stopped(tasks: &Path) -> bool {
         std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
             stat.rsplit_once(')')
                 .and_then(|(_, rest)| rest.trim_start().chars().next())
-                .is_some_and(|state| matches!(state, 'T' | 't'))
+                .is_some_and(|state| matches!(state, 'T' | 't' | 'Z' | 'X'))
         })
     })
 }
