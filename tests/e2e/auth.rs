@@ -915,6 +915,60 @@ async fn a_refused_enqueue_is_rejected_naming_the_refused_subject() {
     assert_eq!(before, fleet.snapshot().await, "the batch changed nothing");
 }
 
+/// A gateway run under a user that may not publish (here `reader`, a misconfiguration)
+/// answers an enqueue with 503 `nats-refused` naming the subject, without `Retry-After`
+/// (retrying cannot help), instead of waiting out the enqueue deadline.
+#[tokio::test]
+async fn a_gateway_refused_by_nats_answers_503_nats_refused() {
+    let fleet = Fleet::start(queue("emails"), queue("reports")).await;
+    let producer = Producer::connect(
+        ConnectOptions::new(fleet.server.url())
+            .user_and_password("reader", password("reader"))
+            .inbox_prefix(inbox("reader"))
+            .publish_timeout(REFUSED)
+            .enqueue_deadline(WAIT),
+    )
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/v1/queues/emails/jobs",
+        listener.local_addr().unwrap()
+    );
+    let state =
+        jobfleet_gateway::GatewayState::new(producer, jobfleet_gateway::GatewayConfig::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(jobfleet_gateway::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    let before = fleet.snapshot().await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let response = reqwest::Client::new()
+        .post(url)
+        .json(&json!({"to": "a@b.c"}))
+        .timeout(WAIT)
+        .send()
+        .await
+        .expect("an answer within the deadline");
+    assert_eq!(response.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().get("retry-after").is_none());
+    let problem: Value = response.json().await.unwrap();
+    assert!(
+        problem["type"].as_str().unwrap().ends_with("/nats-refused"),
+        "{problem}"
+    );
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("jobfleet.q.emails.ready"),
+        "{problem}"
+    );
+    assert_eq!(before, fleet.snapshot().await, "nothing was stored");
+    let _ = stop.send(());
+    served.await.unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn a_producer_can_enqueue_to_no_other_queue() {
     let fleet = Fleet::start(queue("emails"), queue("reports")).await;
