@@ -8,9 +8,9 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use async_nats::ServerError;
-use std::time::Instant;
 
 /// How many refusals are remembered (the newest win).
 const KEPT: usize = 64;
