@@ -640,12 +640,16 @@ async fn shipped_cluster_runs_the_fleet_queues_through_the_loss_of_a_node() {
 
     // A worker on the fleet's webhooks queue works a job.
     let queue = "webhooks";
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Run>();
     let handler = handler_fn(move |job: JobContext| {
-        let payload = job.payload().to_vec();
+        let run = Run {
+            payload: job.payload().to_vec(),
+            attempt: job.attempt(),
+            sequence: job.stream_sequence(),
+        };
         let done_tx = done_tx.clone();
         async move {
-            let _ = done_tx.send(payload);
+            let _ = done_tx.send(run);
             Ok(Outcome::Done)
         }
     });
@@ -669,12 +673,8 @@ async fn shipped_cluster_runs_the_fleet_queues_through_the_loss_of_a_node() {
         .enqueue(queue, Job::bytes("before the node loss"))
         .await
         .expect("enqueue on the healthy cluster");
-    assert_eq!(
-        received(&mut done_rx).await,
-        b"before the node loss",
-        "job {}",
-        before.id
-    );
+    let first = received(&mut done_rx).await;
+    assert_eq!(first.payload, b"before the node loss", "job {}", before.id);
 
     // Kill the node that leads the queue's stream, as a crash would.
     let stream = QueueName::new(queue).unwrap().stream_name();
@@ -721,7 +721,8 @@ async fn shipped_cluster_runs_the_fleet_queues_through_the_loss_of_a_node() {
     )
     .await;
     eprintln!("enqueued after {attempts} attempt(s)");
-    assert_eq!(received(&mut done_rx).await, b"after the node loss");
+    let run = received(&mut done_rx).await;
+    assert_eq!(run.payload, b"after the node loss");
 
     let info = eventually_async(
         "a new leader among the live nodes",
@@ -761,11 +762,23 @@ async fn shipped_cluster_runs_the_fleet_queues_through_the_loss_of_a_node() {
         },
     )
     .await;
-    if let Ok(extra) = done_rx.try_recv() {
-        panic!(
-            "a job was worked twice: payload {:?} (the job enqueued after the loss: {})",
-            String::from_utf8_lossy(&extra),
+    // At-least-once: a consumer whose leader changes may deliver a job again before its
+    // delivery or ack state is replicated (then even under the same attempt number), so a
+    // second run of the same stored message is allowed. A second stored copy is not: the
+    // retried enqueue must be de-duplicated.
+    while let Ok(extra) = done_rx.try_recv() {
+        let redelivered = [&first, &run]
+            .iter()
+            .any(|earlier| earlier.payload == extra.payload && earlier.sequence == extra.sequence);
+        assert!(
+            redelivered,
+            "a job was stored twice: {extra:?} after {first:?} and {run:?} (the job enqueued \
+             after the loss: {})",
             after.id
+        );
+        eprintln!(
+            "stream message {} redelivered across the leader change and run again as attempt {}",
+            extra.sequence, extra.attempt
         );
     }
 
@@ -777,7 +790,15 @@ async fn shipped_cluster_runs_the_fleet_queues_through_the_loss_of_a_node() {
     eprintln!("worker stats: {stats:?}; test took {:?}", started.elapsed());
 }
 
-async fn received(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) -> Vec<u8> {
+/// One run of a job by the test's worker.
+#[derive(Debug)]
+struct Run {
+    payload: Vec<u8>,
+    attempt: u32,
+    sequence: u64,
+}
+
+async fn received(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Run>) -> Run {
     tokio::time::timeout(Duration::from_secs(30), rx.recv())
         .await
         .expect("the worker ran the job within 30 s")
