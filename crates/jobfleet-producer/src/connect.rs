@@ -218,8 +218,7 @@ impl ConnectOptions {
     /// [`ConnectError`] when the options are invalid, the server is unreachable, or it
     /// rejects the credentials.
     pub async fn connect_client(&self) -> Result<async_nats::Client, ConnectError> {
-        let refusals = Arc::new(Refusals::new(self.reply_prefix()));
-        self.connect_recording(refusals).await
+        self.connect_recording(None).await
     }
 
     /// The subject prefix of this connection's reply inboxes.
@@ -227,11 +226,11 @@ impl ConnectOptions {
         self.inbox_prefix.as_deref().unwrap_or("_INBOX")
     }
 
-    /// Connects like [`ConnectOptions::connect_client`], recording the permission refusals
-    /// the server reports into `refusals` (and logging every error it reports).
+    /// Connects like [`ConnectOptions::connect_client`], logging every error the server
+    /// reports and recording its permission refusals into `refusals`, if given.
     pub(crate) async fn connect_recording(
         &self,
-        refusals: Arc<Refusals>,
+        refusals: Option<Arc<Refusals>>,
     ) -> Result<async_nats::Client, ConnectError> {
         self.validate()?;
         let mut options = async_nats::ConnectOptions::new()
@@ -239,16 +238,22 @@ impl ConnectOptions {
             .require_tls(self.require_tls)
             .max_reconnects(None)
             .event_callback(move |event| {
-                let refusals = Arc::clone(&refusals);
+                let refusals = refusals.clone();
                 async move {
                     // The server's `-ERR`s reach the client only here; a refused publish or
                     // subscription is otherwise silent.
                     match event {
                         async_nats::Event::ServerError(error) => {
-                            refusals.record(&error);
+                            if let Some(refusals) = &refusals {
+                                refusals.record(&error);
+                            }
                             tracing::warn!(%error, "NATS server reported an error");
                         }
-                        async_nats::Event::Connected => refusals.reconnected(),
+                        async_nats::Event::Connected => {
+                            if let Some(refusals) = &refusals {
+                                refusals.reconnected();
+                            }
+                        }
                         _ => {}
                     }
                 }

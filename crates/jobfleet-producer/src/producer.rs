@@ -86,7 +86,9 @@ impl Producer {
     /// than being retried until the enqueue deadline as an outage.
     pub async fn connect(options: ConnectOptions) -> Result<Self, ConnectError> {
         let refusals = Arc::new(Refusals::new(options.reply_prefix()));
-        let client = options.connect_recording(Arc::clone(&refusals)).await?;
+        let client = options
+            .connect_recording(Some(Arc::clone(&refusals)))
+            .await?;
         Ok(Self::build(client, &options, refusals))
     }
 
