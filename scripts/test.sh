@@ -24,7 +24,17 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p jobfleet-worker --all-targets --locked -- -D warnings
 echo "==> cargo test" >&2
 if [ "$#" -eq 0 ]; then
-    cargo test --workspace --locked --no-fail-fast
+    # The full log is long (fault workers and handlers log on purpose), and a CI view may show
+    # only its end; so on failure the failing tests and their panics are repeated last.
+    mkdir -p target
+    log="$root/target/test-output.log"
+    status=0
+    cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
+    if [ "$status" -ne 0 ]; then
+        echo "==> cargo test failed; the failing tests (full log: target/test-output.log)" >&2
+        "$root/scripts/test-failures.sh" "$log" >&2
+        exit "$status"
+    fi
     echo "==> pytest python/tests" >&2
     "$root/.venv/bin/python" -m pytest python/tests
 else

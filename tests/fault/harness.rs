@@ -133,7 +133,12 @@ impl WorkerSpec {
         Self {
             program: PathBuf::from(env!("CARGO_BIN_EXE_jobfleet-fault-worker")),
             args,
-            env: vec![("RUST_LOG".into(), "error".into())],
+            // The panics in these workers are the faults injected; their backtraces (CI
+            // may set RUST_BACKTRACE) would bury the run's real failures in the log.
+            env: vec![
+                ("RUST_LOG".into(), "error".into()),
+                ("RUST_BACKTRACE".into(), "0".into()),
+            ],
         }
     }
 
