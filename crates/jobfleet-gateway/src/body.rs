@@ -2,10 +2,13 @@
 //! `GatewayConfig::body_read_timeout` of its request's head, or the request gets 408 and its
 //! connection is closed, so a client that sends a body slowly or stops halfway cannot hold a
 //! connection and a handler forever; and a body whose `Content-Length` is over the API's limit
-//! gets 413 without being waited for.
+//! gets 413 without being waited for. An answer given before the request's body was read to
+//! its end (a 401, a 404, a 413) closes the connection and says so.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, HttpBody as _};
@@ -13,7 +16,9 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http_body_util::BodyExt as _;
+use hyper::body::{Frame, SizeHint};
 use tower_http::timeout::{DeadlineBody, TimeoutError};
 
 use crate::problem::Problem;
@@ -74,12 +79,68 @@ pub(crate) async fn guard(
     ))
 }
 
+/// Middleware (outermost): an answer to a request whose body was not read to its end gets
+/// `Connection: close`. hyper closes such a connection after the answer anyway (the rest of
+/// the body is still on its way); without the header a client keeps it for its next request,
+/// which then fails with no answer.
+pub(crate) async fn close_if_body_unread(request: Request, next: Next) -> Response {
+    if request.body().is_end_stream() {
+        return next.run(request).await;
+    }
+    let ended = Arc::new(AtomicBool::new(false));
+    let request = request.map(|body| {
+        Body::new(WatchedBody {
+            inner: body,
+            ended: Arc::clone(&ended),
+        })
+    });
+    let mut response = next.run(request).await;
+    if !ended.load(Ordering::Relaxed) {
+        mark_closing(&mut response);
+    }
+    response
+}
+
+/// A request body that records when it has been read to its end.
+struct WatchedBody {
+    inner: Body,
+    ended: Arc<AtomicBool>,
+}
+
+impl axum::body::HttpBody for WatchedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(frame, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.ended.store(true, Ordering::Relaxed);
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// `problem` on a connection that is closed after it: the rest of the body may still be on
 /// its way, so the connection cannot carry another request.
 fn closing(problem: Problem) -> Response {
     let mut response = problem.into_response();
+    mark_closing(&mut response);
+    response
+}
+
+fn mark_closing(response: &mut Response) {
     response
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
 }

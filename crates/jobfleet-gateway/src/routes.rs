@@ -171,6 +171,7 @@ pub fn app(state: GatewayState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(body_limit))
         .merge(crate::dashboard::router(&state))
+        .layer(middleware::from_fn(crate::body::close_if_body_unread))
         .with_state(state)
 }
 
