@@ -49,11 +49,13 @@ pub(crate) async fn guard(
     if let Some(limit) = rules.limit
         && announced > limit as u64
     {
-        return closing(Problem::new(
+        // Unread: `close_if_body_unread` closes the connection.
+        return Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body-too-large",
             format!("the body is {announced} bytes; the limit is {limit}"),
-        ));
+        )
+        .into_response();
     }
     let timed_out = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&timed_out);
@@ -69,14 +71,17 @@ pub(crate) async fn guard(
     if !timed_out.load(Ordering::Relaxed) {
         return response;
     }
-    closing(Problem::new(
+    // The rest of the body may still be on its way: `close_if_body_unread` closes the
+    // connection.
+    Problem::new(
         StatusCode::REQUEST_TIMEOUT,
         "request-timeout",
         format!(
             "the request body did not arrive within {}",
             humantime::format_duration(rules.timeout)
         ),
-    ))
+    )
+    .into_response()
 }
 
 /// Middleware (outermost): an answer to a request whose body was not read to its end gets
@@ -96,7 +101,9 @@ pub(crate) async fn close_if_body_unread(request: Request, next: Next) -> Respon
     });
     let mut response = next.run(request).await;
     if !ended.load(Ordering::Relaxed) {
-        mark_closing(&mut response);
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }
@@ -129,18 +136,4 @@ impl axum::body::HttpBody for WatchedBody {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
-}
-
-/// `problem` on a connection that is closed after it: the rest of the body may still be on
-/// its way, so the connection cannot carry another request.
-fn closing(problem: Problem) -> Response {
-    let mut response = problem.into_response();
-    mark_closing(&mut response);
-    response
-}
-
-fn mark_closing(response: &mut Response) {
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
 }

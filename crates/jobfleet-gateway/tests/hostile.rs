@@ -1218,6 +1218,8 @@ fn assert_cut(name: &str, end: &SlowEnd, timeout: Duration, wants_408: bool) -> 
     if wants_408 {
         assert_eq!(statuses, [408], "{name}");
         let r = &end.responses[0];
+        let connection = r.headers.iter().find(|(k, _)| k == "connection");
+        assert_eq!(connection.map(|(_, v)| v.as_str()), Some("close"), "{name}");
         let line = check(
             name,
             r.status,
